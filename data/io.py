@@ -1,0 +1,44 @@
+"""Image and label file I/O with Pillow (no cv2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from data.errors import CorruptFileError, DatasetError
+
+Image.MAX_IMAGE_PIXELS = 200_000_000  # Inria tiles are 5000x5000; keep a bound against bombs
+
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+
+
+def _open(path: Path, what: str) -> Image.Image:
+    if not path.is_file():
+        raise DatasetError(f"{what} file not found: {path}")
+    try:
+        img = Image.open(path)
+        img.load()  # decode now: truncated files raise here (never a partial image or a hang)
+    except _DECODE_ERRORS as e:
+        raise CorruptFileError(f"corrupt or truncated {what} file {path}: {e}") from e
+    return img
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as uint8 HWC RGB."""
+    img = _open(Path(path), "image")
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8)
+
+
+def read_label(path: str | Path) -> np.ndarray:
+    """A single-channel label map (L, P, I;16, I) as int64 HW; palette images give their indices."""
+    img = _open(Path(path), "label")
+    if img.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LA"):
+        raise DatasetError(
+            f"label file {path} has {img.mode} colour channels; expected a single-channel map of class "
+            "ids (mode L or P), e.g. SegmentationClassAug / CamVid *annot / gtFine_labelIds"
+        )
+    return np.asarray(img).astype(np.int64)
