@@ -1,0 +1,132 @@
+"""models/: every architecture of the notes builds from config and trains a step on 65x65."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+
+from models.build import build_model, count_params_m, register, registered
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+DENSE = ["backbone.stem=true", "backbone.compression=1.0", "backbone.latter_pooling=false"]
+SMALL_DENSE = ["backbone=dense30k12", "backbone.blocks=[2,2,2,2]"]
+
+
+def make_cfg(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="sweep", overrides=overrides)
+
+
+# (id, overrides): one per architecture token of the notes, kept small so that the step is fast.
+ARCHS = [
+    ("dense-default", ["backbone=dense30k12"]),
+    ("dense-stem-nocompression-nopooling", SMALL_DENSE + DENSE),
+    ("dense-compression-pooling", SMALL_DENSE + ["backbone.stem=true"]),
+    ("senet4", SMALL_DENSE + DENSE + ["backbone.senet=4"]),
+    ("transitionsenet4", SMALL_DENSE + DENSE + ["backbone.transition_senet=4"]),
+    ("transitionsenet2", SMALL_DENSE + DENSE + ["backbone.transition_senet=2"]),
+    ("stride8", SMALL_DENSE + DENSE + ["backbone.output_stride=8", "model.decoder=newdid6"]),
+    ("did", SMALL_DENSE + DENSE + ["model.decoder=did"]),
+    ("did4", SMALL_DENSE + DENSE + ["model.decoder=did", "model.did_ratio=4"]),
+    ("newdid", SMALL_DENSE + DENSE + ["model.decoder=newdid"]),
+    ("newdid2", SMALL_DENSE + DENSE + ["model.decoder=newdid2"]),
+    ("newdid4", SMALL_DENSE + DENSE + ["model.decoder=newdid4"]),
+    ("newdid4_1", SMALL_DENSE + DENSE + ["model.decoder=newdid4_1"]),
+    ("newdid6", SMALL_DENSE + DENSE + ["model.decoder=newdid6"]),
+    ("newdid6_senet", SMALL_DENSE + DENSE + ["model.decoder=newdid6_senet"]),
+    ("dense-aspp-head", SMALL_DENSE + ["model.head=aspp"]),
+    ("dense-deeplabv3", SMALL_DENSE + ["model=deeplabv3"]),
+    ("sublinear-dense", SMALL_DENSE + DENSE + ["model.decoder=newdid6", "model.checkpointing=true"]),
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def train_step(model: torch.nn.Module, num_classes: int, size: int = 65, batch: int = 2) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, num_classes, (batch, size, size))
+    y[:, :4] = 255
+    model.train()
+    outs = model(x)
+    loss = torch.stack([F.cross_entropy(o, y, ignore_index=255) for o in outs]).mean()
+    loss.backward()
+    return outs
+
+
+@pytest.mark.parametrize("overrides", [a[1] for a in ARCHS], ids=[a[0] for a in ARCHS])
+def test_forward_backward(overrides: list[str]) -> None:
+    cfg = make_cfg(["dataset=synthetic", *overrides])
+    model = build_model(cfg)
+    n = cfg.dataset.num_classes
+    outs = train_step(model, n)
+    expected = 3 if str(cfg.model.get("decoder")).startswith("newdid6") else 1
+    assert len(outs) == expected
+    for o in outs:
+        assert o.shape == (2, n, 65, 65)
+        assert torch.isfinite(o).all()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads), "some parameters got no gradient"
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_registry_lists_families() -> None:
+    assert ("densenet", "deeplabv2") in registered()
+    with pytest.raises(ValueError, match="already registered"):
+        register("densenet", "deeplabv2")(lambda cfg: None)
+
+
+def test_unknown_decoder_is_a_clear_error() -> None:
+    cfg = make_cfg(["dataset=synthetic", "model.decoder=newdid9"])
+    with pytest.raises(ValueError, match="model.decoder='newdid9' is unknown"):
+        build_model(cfg)
+
+
+def test_unknown_family_is_a_clear_error() -> None:
+    cfg = make_cfg(["dataset=synthetic", "backbone.family=vgg"])
+    with pytest.raises(ValueError, match="no model for backbone.family='vgg'"):
+        build_model(cfg)
+
+
+def test_densenet_init_and_bn() -> None:
+    model = build_model(make_cfg(["dataset=synthetic"] + SMALL_DENSE))
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.eps == 1e-5 for m in bns)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(float(m.bias.detach().abs().sum()) == 0 for m in convs if m.bias is not None)
+    w = convs[1].weight  # xavier-uniform: bound sqrt(6/(fan_in+fan_out))
+    fan_in = w.shape[1] * w[0, 0].numel()
+    fan_out = w.shape[0] * w[0, 0].numel()
+    assert float(w.abs().max()) <= (6 / (fan_in + fan_out)) ** 0.5 + 1e-6
+
+
+def test_count_params_m() -> None:
+    model = torch.nn.Conv2d(10, 100, 1)
+    assert count_params_m(model) == pytest.approx(0.0011)
+
+
+def test_checkpointing_matches_and_keeps_bn_stats() -> None:
+    """Checkpointed and plain dense layers give the same outputs, gradients and BN statistics."""
+    base = ["dataset=synthetic", *SMALL_DENSE, *DENSE, "model.decoder=newdid6"]
+    torch.manual_seed(1)
+    plain = build_model(make_cfg(base))
+    ckpt = build_model(make_cfg([*base, "model.checkpointing=true"]))
+    ckpt.load_state_dict(plain.state_dict())
+    outs_p = train_step(plain, 4)
+    outs_c = train_step(ckpt, 4)
+    for a, b in zip(outs_p, outs_c, strict=True):
+        torch.testing.assert_close(a, b)
+    for (name, p), q in zip(plain.named_parameters(), ckpt.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    for (name, a), b in zip(plain.state_dict().items(), ckpt.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
