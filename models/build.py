@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.deeplab import ASPP, DeepLabV2Head, DeepLabV3Head, Segmenter
 from models.decoders import build_densenet_head
+from models.deeplab import ASPP, DeepLabV2Head, DeepLabV3Head, Segmenter
 from models.densenet import DenseNet, densenet_strides, init_densenet
 
 Builder = Callable[[Any], nn.Module]
