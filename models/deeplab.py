@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.common import BNReLU, resize
+from models.common import BNReLU, bn, resize
 
 
 class Segmenter(nn.Module):
@@ -63,6 +64,25 @@ def conv_bn_relu(c_in: int, c_out: int, kernel: int = 1, rate: int = 1) -> nn.Se
                          BNReLU(c_out))
 
 
+class ImagePooling(nn.Module):
+    """GAP -> 1x1 conv -> BN-ReLU -> broadcast. With a batch of one in training the BN cannot
+    estimate statistics from a single 1x1 value, so it normalises with its running ones."""
+
+    def __init__(self, c_in: int, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, channels, 1, bias=False)
+        self.bn = bn(channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.conv(x.mean(dim=(2, 3), keepdim=True))
+        if self.training and y.shape[0] == 1:
+            y = F.batch_norm(y, self.bn.running_mean, self.bn.running_var, self.bn.weight, self.bn.bias,
+                             False, 0.0, self.bn.eps)
+        else:
+            y = self.bn(y)
+        return F.relu(y).expand(-1, -1, *x.shape[-2:])
+
+
 class ASPP(nn.Module):
     """DeepLab v3 ASPP with image pooling."""
 
@@ -74,7 +94,7 @@ class ASPP(nn.Module):
         self.merge = merge
         self.branches = nn.ModuleList([conv_bn_relu(c_in, channels, 1)]
                                       + [conv_bn_relu(c_in, channels, 3, r) for r in rates])
-        self.pool = conv_bn_relu(c_in, channels, 1) if image_pooling else None
+        self.pool = ImagePooling(c_in, channels) if image_pooling else None
         n_in = len(self.branches) if merge == "concat" else 1
         n_in += 1 if image_pooling else 0
         self.project = conv_bn_relu(n_in * channels, channels, 1)
@@ -84,8 +104,7 @@ class ASPP(nn.Module):
         if self.merge == "sum":
             outs = [torch.stack(outs).sum(0)]
         if self.pool is not None:
-            pooled = self.pool(x.mean(dim=(2, 3), keepdim=True))
-            outs.append(pooled.expand(-1, -1, *x.shape[-2:]))
+            outs.append(self.pool(x))
         return self.project(torch.cat(outs, 1))
 
 

@@ -41,6 +41,16 @@ ARCHS = [
     ("dense-aspp-head", SMALL_DENSE + ["model.head=aspp"]),
     ("dense-deeplabv3", SMALL_DENSE + ["model=deeplabv3"]),
     ("sublinear-dense", SMALL_DENSE + DENSE + ["model.decoder=newdid6", "model.checkpointing=true"]),
+    ("resnet50-deeplabv2", ["backbone=resnet50"]),
+    ("resnet-aspp4", ["backbone=resnet50", "model.head=aspp"]),
+    ("resnet-stride8", ["backbone=resnet50", "backbone.output_stride=8"]),
+    ("slim", ["backbone=resnet50", "backbone.preact=true", "backbone.output_stride=8", "model.head_kernel=1"]),
+    ("slim-dilation6", ["backbone=resnet50", "backbone.preact=true", "backbone.output_stride=8"]),
+    ("deeplabv3", ["backbone=resnet50", "model=deeplabv3", "backbone.multi_grid=[1,2,4]"]),
+    ("deeplabv3-os8-sum", ["backbone=resnet50", "model=deeplabv3", "backbone.output_stride=8",
+                           "model.aspp_merge=sum", "backbone.preact=true"]),
+    ("deeplabv3-noASPP", ["backbone=resnet50", "model=deeplabv3", "model.aspp=false", "backbone.multi_grid=[1,2,1]"]),
+    ("sublinear-resnet", ["backbone=resnet50", "model.checkpointing=true"]),
 ]
 
 
@@ -107,7 +117,7 @@ def test_densenet_init_and_bn() -> None:
     w = convs[1].weight  # xavier-uniform: bound sqrt(6/(fan_in+fan_out))
     fan_in = w.shape[1] * w[0, 0].numel()
     fan_out = w.shape[0] * w[0, 0].numel()
-    assert float(w.abs().max()) <= (6 / (fan_in + fan_out)) ** 0.5 + 1e-6
+    assert float(w.detach().abs().max()) <= (6 / (fan_in + fan_out)) ** 0.5 + 1e-6
 
 
 def test_count_params_m() -> None:
@@ -130,3 +140,55 @@ def test_checkpointing_matches_and_keeps_bn_stats() -> None:
         torch.testing.assert_close(p.grad, q.grad, msg=name)
     for (name, a), b in zip(plain.state_dict().items(), ckpt.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def _resnet_cfg(extra: list[str]):
+    return make_cfg(["dataset=synthetic", "backbone=resnet50", *extra])
+
+
+def test_imagenet_init_loads_local_file(tmp_path: Path) -> None:
+    donor = build_model(_resnet_cfg([]))
+    state = {k: v for k, v in donor.backbone.state_dict().items()}
+    state["fc.weight"] = torch.zeros(1000, 2048)  # a classifier in the file is ignored
+    path = tmp_path / "resnet50.pth"
+    torch.save(state, path)
+    model = build_model(_resnet_cfg(["init=imagenet", f"init_path={path}"]))
+    torch.testing.assert_close(model.backbone.layer3[0].conv2.weight, donor.backbone.layer3[0].conv2.weight)
+
+
+def test_imagenet_init_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_model(_resnet_cfg(["init=imagenet", f"init_path={tmp_path / 'nope.pth'}"]))
+    with pytest.raises(ValueError, match="needs init_path"):
+        build_model(_resnet_cfg(["init=imagenet"]))
+
+
+def test_imagenet_init_mismatched_keys_named(tmp_path: Path) -> None:
+    path = tmp_path / "bad.pth"
+    torch.save({"features.0.weight": torch.zeros(3)}, path)
+    with pytest.raises(ValueError, match=r"missing \d+ \(e.g. \['bn1.bias'.*unexpected 1 \(e.g. \['features.0.weight'\]"):
+        build_model(_resnet_cfg(["init=imagenet", f"init_path={path}"]))
+
+
+def test_imagenet_init_refused_for_densenet() -> None:
+    with pytest.raises(ValueError, match="only available for ResNet"):
+        build_model(make_cfg(["dataset=synthetic", "init=imagenet", "init_path=x.pth"]))
+
+
+def test_resnet_output_strides() -> None:
+    """The notes' v2 is OS16 with layer3 strided and dilated; stride8 keeps layer3 at OS8."""
+    x = torch.randn(1, 3, 64, 64)
+    for os_, expected in ((16, 4), (8, 8)):
+        model = build_model(_resnet_cfg([f"backbone.output_stride={os_}"])).eval()
+        with torch.no_grad():
+            feats = model.backbone(x)
+        assert feats[-1].shape[-1] == expected
+        assert model.backbone.layer4[0].conv2.dilation == (4, 4)
+
+
+def test_deeplabv3_rates_double_at_os8() -> None:
+    m16 = build_model(_resnet_cfg(["model=deeplabv3"]))
+    m8 = build_model(_resnet_cfg(["model=deeplabv3", "backbone.output_stride=8"]))
+    rates16 = [b[0].dilation[0] for b in m16.head.aspp.branches[1:]]
+    rates8 = [b[0].dilation[0] for b in m8.head.aspp.branches[1:]]
+    assert rates16 == [6, 12, 18] and rates8 == [12, 24, 36]
