@@ -123,10 +123,16 @@ def init_distributed(cfg: Any = None) -> DistContext:
 
     Reads torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/``MASTER_ADDR``/``MASTER_PORT``, or
     submitit's ``JobEnvironment`` inside a multi-task submitit job. ``cfg.device`` (auto|cpu|cuda)
-    picks the device; the backend is NCCL on CUDA and gloo on CPU.
+    picks the device; the backend is NCCL on CUDA and gloo on CPU. ``cfg.gpus > 1`` in a single
+    process is an error (it would silently train on one device).
     """
     layout = _env_layout() or _submitit_layout()
     rank, world, local = layout if layout else (0, 1, 0)
+    gpus = int(_cfg_get(cfg, "gpus", 1) or 1)
+    if gpus > 1 and world == 1:
+        raise RuntimeError(f"gpus={gpus} but this is a single process: start one process per GPU "
+                           f"(torchrun --nproc_per_node={gpus}, a submitit job with tasks_per_node={gpus}, "
+                           "or engine.distributed.launch_local), or set gpus=1")
     device = resolve_device(_cfg_get(cfg, "device", "auto"), local)
     if device.type == "cuda":
         torch.cuda.set_device(device)

@@ -78,7 +78,7 @@ def eval_dataset() -> list[dict]:
 def worker(out_dir: str) -> None:
     """One rank: DDP backward on its half batch, sampler shard, reduced confusion matrix and evaluation."""
     torch.set_num_threads(1)
-    ctx = init_distributed({"device": "cpu"})
+    ctx = init_distributed({"device": "cpu", "gpus": WORLD})
     assert ctx.world_size == WORLD and ctx.backend == "gloo"
     model = wrap_model(make_model(), ctx, sync_bn=False)
     assert isinstance(model, nn.parallel.DistributedDataParallel)
@@ -166,6 +166,13 @@ def test_sync_bn_on_cpu_is_a_clear_error():
     ctx = DistContext(rank=0, world_size=2, device=torch.device("cpu"), backend="gloo")
     with pytest.raises(ValueError, match="sync_bn needs CUDA"):
         wrap_model(nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)), ctx, sync_bn=True)
+
+
+def test_gpus_above_one_in_a_single_process_is_a_clear_error(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "SUBMITIT_EXECUTOR"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(RuntimeError, match="torchrun --nproc_per_node=2"):
+        init_distributed({"device": "cpu", "gpus": 2})
 
 
 def test_missing_master_address_is_a_clear_error(monkeypatch):
