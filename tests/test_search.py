@@ -1,0 +1,360 @@
+"""The segsweep_optuna sweeper: real Optuna studies on sqlite, real Hydra processes, real MLflow stores.
+
+A toy Hydra app (written to tmp_path) stands for the training task: it reports a per-epoch metric
+through ``sweeper.search.PruningCallback``, records an MLflow child run like the real task, and
+returns the task's result dict.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from hydra_plugins.segsweep_optuna._space import (
+    SearchSpaceError,
+    format_value,
+    grid_search_space,
+    parse_search_space,
+)
+from sweeper.search import build_pruner, default_storage, resolve_sqlite_uri
+
+REPO = Path(__file__).resolve().parents[1]
+
+TOY_APP = """
+import time, math
+import hydra, mlflow
+from omegaconf import DictConfig
+from sweeper.search import PruningCallback, StopTraining
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="config")
+def main(cfg: DictConfig):
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    mlflow.set_experiment(cfg.tracking.experiment)
+    tags = {"segsweep.name": f"toy.x{cfg.x:.3f}.y{cfg.y}"}
+    if "sweep" in cfg:
+        tags["mlflow.parentRunId"] = cfg.sweep.parent_run_id
+    if "optuna" in cfg:
+        tags["segsweep.trial"] = str(cfg.optuna.trial_number)
+    cb = PruningCallback(cfg.optuna) if "optuna" in cfg else None
+    run = mlflow.start_run(run_name=tags["segsweep.name"], tags=tags)
+    try:
+        if cfg.crash_y is not None and cfg.y == cfg.crash_y:
+            raise RuntimeError("toy crash")
+        if cb: cb.on_train_start({})
+        value = 0.0
+        for epoch in range(1, cfg.epochs + 1):
+            time.sleep(cfg.sleep)
+            value = 100.0 * cfg.x * epoch / cfg.epochs
+            mlflow.log_metric("val_mIoU", value, step=epoch)
+            if cb: cb.on_epoch_end(epoch, {"val_mIoU": value})
+        mlflow.log_metric("epochs_run", epoch)
+        mlflow.end_run("FINISHED")
+        return {"status": "FINISHED", "value": value, "run_id": run.info.run_id, "name": tags["segsweep.name"]}
+    except StopTraining as e:
+        mlflow.log_metric("epochs_run", epoch)
+        mlflow.set_tag("segsweep.pruned", "true")
+        mlflow.end_run("KILLED")
+        return {"status": "PRUNED", "value": None, "run_id": run.info.run_id, "name": tags["segsweep.name"]}
+    except Exception as e:
+        mlflow.set_tag("segsweep.error", str(e))
+        mlflow.end_run("FAILED")
+        raise
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+TOY_CONFIG = """
+defaults:
+  - override hydra/sweeper: segsweep_optuna
+  - _self_
+x: 0.5
+y: 1
+epochs: 3
+sleep: 0.05
+crash_y: null
+tracking:
+  uri: sqlite:///mlflow.db
+  experiment: toy
+hydra:
+  job:
+    chdir: false
+  sweep:
+    dir: multirun/${now:%H-%M-%S-%f}
+  sweeper:
+    n_trials: 6
+    pruner:
+      name: none
+    params:
+      x: interval(0.0, 1.0)
+      y: choice(1, 2, 3)
+"""
+
+
+@pytest.fixture()
+def toy(tmp_path: Path) -> Path:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "app.py").write_text(TOY_APP)
+    (tmp_path / "conf" / "config.yaml").write_text(TOY_CONFIG)
+    return tmp_path
+
+
+def run_toy(
+    app_dir: Path, *args: str, ok: bool = True, timeout: int = 120
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run(
+        [sys.executable, "app.py", "-m", *args],
+        cwd=app_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if ok and proc.returncode != 0:
+        raise AssertionError(f"toy search failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def load_study(app_dir: Path) -> optuna.Study:
+    names = optuna.get_all_study_names(storage=f"sqlite:///{app_dir / 'optuna.db'}")
+    assert len(names) == 1, names
+    return optuna.load_study(study_name=names[0], storage=f"sqlite:///{app_dir / 'optuna.db'}")
+
+
+def mlflow_runs(app_dir: Path) -> tuple[object, list]:
+    client = MlflowClient(tracking_uri=f"sqlite:///{app_dir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("toy")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("segsweep.kind") == "search"]
+    assert len(parents) == 1, [r.data.tags for r in runs]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    return parents[0], children
+
+
+def results_file(app_dir: Path) -> dict:
+    files = sorted(app_dir.glob("multirun/*/optimization_results.yaml"))
+    assert files, "no optimization_results.yaml"
+    return OmegaConf.to_container(OmegaConf.load(files[-1]))
+
+
+# ---------------------------------------------------------------- search space and helpers
+
+
+def test_grammar_to_distributions() -> None:
+    space = parse_search_space(
+        {"lr": "tag(log, interval(1e-4, 1e-1))", "scale": "choice(8, 12, 16)", "wd": "interval(0, 1e-3)"},
+        [
+            "growth=range(12, 49, 12)",
+            "k=int(interval(1, 8))",
+            "bb=dense30k36,dense30k48",
+            "train.epochs=3",
+            "scale=choice(4,6)",
+        ],
+    )
+    d = space.distributions
+    assert d["lr"] == FloatDistribution(1e-4, 1e-1, log=True)
+    assert d["scale"] == CategoricalDistribution([4, 6])  # the command line wins over params
+    assert d["wd"] == FloatDistribution(0.0, 1e-3)
+    assert d["growth"] == IntDistribution(12, 48, step=12)  # Hydra's range end is exclusive
+    assert d["k"] == IntDistribution(1, 8)
+    assert d["bb"] == CategoricalDistribution(["dense30k36", "dense30k48"])
+    assert space.fixed == ["train.epochs=3"]
+    assert grid_search_space(parse_search_space({"a": "range(1,4)", "b": "choice(x,y)"}, [])) == {
+        "a": [1, 2, 3],
+        "b": ["x", "y"],
+    }
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("lr=interval(1, 0.1)", "lo < hi"),
+        ("lr=tag(log, interval(0, 1))", "lo > 0"),
+        ("g=range(5, 1)", "empty"),
+        ("lr=glob(*)", "not supported"),
+    ],
+)
+def test_bad_search_entries_name_the_problem(entry: str, message: str) -> None:
+    with pytest.raises(SearchSpaceError, match=message):
+        parse_search_space({}, [entry])
+
+
+def test_grid_refuses_continuous_params() -> None:
+    with pytest.raises(SearchSpaceError, match="sampler=grid"):
+        grid_search_space(parse_search_space({"lr": "interval(0.1, 1)"}, []))
+
+
+@pytest.mark.parametrize("value", ["dense30k36", "a b", "3", "true", "it's", 0.001, 12, True, None, "x=y"])
+def test_format_value_round_trips(value: object) -> None:
+    parsed = OverridesParser.create().parse_override(f"k={format_value(value)}").value()
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_storage_next_to_mlflow_store(tmp_path: Path) -> None:
+    assert default_storage(f"sqlite:///{tmp_path}/mlflow.db") == f"sqlite:///{tmp_path}/optuna.db"
+    assert default_storage("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/optuna.db"
+    assert default_storage("http://127.0.0.1:5000", tmp_path) == f"sqlite:///{tmp_path.resolve()}/optuna.db"
+    assert resolve_sqlite_uri("postgresql://h/db") == "postgresql://h/db"
+
+
+def test_pruner_specs() -> None:
+    assert type(build_pruner({"name": "median"})).__name__ == "MedianPruner"
+    assert (
+        type(build_pruner({"name": "hyperband", "kwargs": {"min_resource": 1}})).__name__ == "HyperbandPruner"
+    )
+    assert type(build_pruner({"name": "successive_halving"})).__name__ == "SuccessiveHalvingPruner"
+    assert type(build_pruner({"name": "threshold", "kwargs": {"lower": 1.0}})).__name__ == "ThresholdPruner"
+    assert type(build_pruner(None)).__name__ == "NopPruner"
+    with pytest.raises(ValueError, match="unknown"):
+        build_pruner({"name": "medain"})
+    with pytest.raises(ValueError, match="bad settings"):
+        build_pruner({"name": "threshold", "kwargs": {"lowr": 1}})
+
+
+# ---------------------------------------------------------------- real searches
+
+
+def test_async_search_pool_tracks_trials_and_resumes(toy: Path) -> None:
+    run_toy(toy, "hydra/launcher=submitit_local", "hydra.sweeper.n_jobs=2")
+    study = load_study(toy)
+    assert len(study.trials) == 6
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    parent, children = mlflow_runs(toy)
+    assert len(children) == 6
+    assert sorted(int(c.data.tags["segsweep.trial"]) for c in children) == list(range(6))
+    best = study.best_trial
+    assert parent.data.tags["best.x"] == str(best.params["x"])
+    assert parent.data.metrics["best_value"] == pytest.approx(best.value)
+    assert parent.data.tags["segsweep.best_run_id"] == best.user_attrs["mlflow_run_id"]
+    res = results_file(toy)
+    assert res["best_params"] == best.params and res["trials"]["complete"] == 6
+    # The same command again: the study is resumed, nothing is owed, no new trial or run.
+    run_toy(toy, "hydra/launcher=submitit_local", "hydra.sweeper.n_jobs=2")
+    assert len(load_study(toy).trials) == 6
+    assert len(mlflow_runs(toy)[1]) == 6
+
+
+def test_pruning_marks_trials_pruned_in_optuna_and_mlflow(toy: Path) -> None:
+    run_toy(
+        toy,
+        "hydra.sweeper.pruner.name=threshold",
+        "+hydra.sweeper.pruner.kwargs.lower=20.0",
+        "x=choice(0.1,0.2,0.9)",
+        "y=choice(1)",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.sampler.name=grid",
+    )
+    study = load_study(toy)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert {t.params["x"] for t in pruned} == {0.1, 0.2} and [t.params["x"] for t in done] == [0.9]
+    assert len(study.trials) == 3  # the grid has 3 points: n_trials=4 stops at the grid's end
+    assert all(max(t.intermediate_values) == 1 for t in pruned)  # stopped after the first epoch
+    _, children = mlflow_runs(toy)
+    by_status = {c.info.status: c for c in children}
+    killed = [c for c in children if c.info.status == "KILLED"]
+    assert len(killed) == 2 and all(c.data.tags.get("segsweep.pruned") == "true" for c in killed)
+    assert all(c.data.metrics["epochs_run"] == 1 for c in killed)
+    assert by_status["FINISHED"].data.metrics["epochs_run"] == 3
+
+
+def test_crashing_trials_fail_and_the_search_goes_on(toy: Path) -> None:
+    run_toy(
+        toy,
+        "crash_y=2",
+        "y=choice(1,2)",
+        "hydra.sweeper.sampler.name=random",
+        "hydra.sweeper.n_trials=6",
+        "hydra.sweeper.max_failure_rate=0.9",
+    )
+    study = load_study(toy)
+    states = {t.number: t.state for t in study.trials}
+    assert len(states) == 6
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and all(t.params["y"] == 2 for t in failed)
+    assert all(t.state == TrialState.COMPLETE for t in study.trials if t.params["y"] == 1)
+    assert "toy crash" in failed[0].user_attrs["error"]
+
+
+def test_too_many_failures_stop_the_search(toy: Path) -> None:
+    proc = run_toy(
+        toy,
+        "crash_y=1",
+        "y=choice(1)",
+        "hydra.sweeper.n_trials=6",
+        "hydra.sweeper.max_failure_rate=0.3",
+        ok=False,
+    )
+    assert proc.returncode != 0
+    assert "max_failure_rate" in proc.stderr
+    study = load_study(toy)
+    assert len(study.trials) == 2  # the budget is 0.3 x 6 = 1.8 failures: the second one stops it
+    assert mlflow_runs(toy)[0].info.status == "FAILED"
+
+
+def test_interrupted_trials_are_run_again_on_resume(toy: Path) -> None:
+    run_toy(toy, "hydra.sweeper.n_trials=2")
+    study = load_study(toy)
+    stale = study.ask({"x": FloatDistribution(0.0, 1.0), "y": CategoricalDistribution([1, 2, 3])})
+    stale_params = dict(stale.params)
+    run_toy(toy, "hydra.sweeper.n_trials=3")
+    trials = load_study(toy).trials
+    assert (
+        trials[stale.number].state == TrialState.FAIL
+        and trials[stale.number].user_attrs["segsweep.interrupted"]
+    )
+    assert trials[-1].params == stale_params and trials[-1].state == TrialState.COMPLETE
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+
+
+def test_bad_settings_give_one_clear_error(toy: Path) -> None:
+    proc = run_toy(toy, "hydra.sweeper.sampler.name=bayes", ok=False)
+    assert "hydra.sweeper.sampler.name='bayes' is unknown" in proc.stderr
+    proc = run_toy(toy, "x=interval(2, 1)", ok=False)
+    assert "lo < hi" in proc.stderr
+    proc = run_toy(toy, "nosuchkey=choice(1,2)", ok=False)
+    assert "does not compose" in proc.stderr
+
+
+@pytest.mark.parametrize("sampler", ["random", "gp", "cmaes"])
+def test_other_samplers_run(toy: Path, sampler: str) -> None:
+    if sampler == "cmaes":
+        pytest.importorskip("cmaes")
+    run_toy(
+        toy,
+        f"hydra.sweeper.sampler.name={sampler}",
+        "y=choice(1)",
+        "hydra.sweeper.n_trials=3",
+        "sleep=0",
+        "epochs=1",
+    )
+    assert [t.state for t in load_study(toy).trials] == [TrialState.COMPLETE] * 3
+
+
+def test_plugin_is_discovered() -> None:
+    code = textwrap.dedent(
+        """
+        from hydra.core.plugins import Plugins
+        from hydra.plugins.sweeper import Sweeper
+        print([p.__name__ for p in Plugins.instance().discover(Sweeper)])
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd="/", check=True
+    ).stdout
+    assert "SegsweepOptunaSweeper" in out
