@@ -63,6 +63,7 @@ class EvalSettings:
     class_names: tuple[str, ...] | None
     pad_value: tuple[float, ...]
     tile_batch: int = 4
+    amp: bool = True
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> EvalSettings:
@@ -97,7 +98,7 @@ class EvalSettings:
         if tile_batch < 1:
             raise ValueError(f"eval.tile_batch must be >= 1, got {tile_batch}")
         return cls(scales, bool(_get(ev, "flip", False)), tile_hw, overlap, num_classes,
-                   int(_get(ds, "ignore_index", 255)), names_t, pad, tile_batch)
+                   int(_get(ds, "ignore_index", 255)), names_t, pad, tile_batch, bool(_get(ev, "amp", True)))
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -122,8 +123,11 @@ def _tile_starts(size: int, tile: int, stride: int) -> list[int]:
 
 
 def predict_tiles(model: nn.Module, image: torch.Tensor, tile: tuple[int, int], overlap: float,
-                  pad_value: Sequence[float], tile_batch: int = 4) -> torch.Tensor:
-    """Softmax probabilities ``[C,h,w]`` of one ``[3,h,w]`` image from overlapping padded tiles."""
+                  pad_value: Sequence[float], tile_batch: int = 4, amp: bool = True) -> torch.Tensor:
+    """Softmax probabilities ``[C,h,w]`` of one ``[3,h,w]`` image from overlapping padded tiles.
+
+    ``amp``: bf16 autocast for the forward pass on CUDA (ignored on CPU); the softmax is float32.
+    """
     _, h, w = image.shape
     th, tw = tile
     sh, sw = math.ceil(th * (1 - overlap)), math.ceil(tw * (1 - overlap))
@@ -138,7 +142,7 @@ def predict_tiles(model: nn.Module, image: torch.Tensor, tile: tuple[int, int], 
             crop = image[:, y:y + th, x:x + tw]
             batch[j, :, :crop.shape[1], :crop.shape[2]] = crop
         batch = to_channels_last(batch, image.device)
-        with autocast_context(image.device):
+        with autocast_context(image.device, enabled=amp):
             logits = _logits(model, batch)
         p = torch.softmax(logits.float(), dim=1)
         if probs is None:
@@ -177,10 +181,10 @@ def predict(model: nn.Module, image: torch.Tensor, cfg: Any, device: torch.devic
     for s in st.scales:
         size = (max(1, round(h * s)), max(1, round(w * s)))
         scaled = _resize(image, size)
-        p = predict_tiles(model, scaled, st.tile, st.overlap, st.pad_value, st.tile_batch)
+        p = predict_tiles(model, scaled, st.tile, st.overlap, st.pad_value, st.tile_batch, st.amp)
         if st.flip:
             p += predict_tiles(model, scaled.flip(-1), st.tile, st.overlap, st.pad_value,
-                               st.tile_batch).flip(-1)
+                               st.tile_batch, st.amp).flip(-1)
         p = _resize(p, (h, w))
         total = p if total is None else total.add_(p)
         del p, scaled
