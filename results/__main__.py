@@ -1,0 +1,92 @@
+"""``python -m results``: render notes in place, write the results README, import the notes' history."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from results.query import StoreError, default_uri
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m results", description=__doc__)
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("render", help="regenerate the <!-- segsweep:begin KEY --> blocks of notes files in place")
+    r.add_argument("notes", nargs="+", type=Path)
+    r.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file would change")
+    r.add_argument("--dry-run", action="store_true", help="write nothing; print the diff")
+    r.add_argument("--no-hash-check", action="store_true", help="skip the config-hash stale check (faster)")
+    m = sub.add_parser("readme", help="write results/README.md with every table and the plots")
+    m.add_argument("--out", type=Path, default=Path("results/README.md"))
+    i = sub.add_parser("import-notes", help="turn every row of the notes' tables into an MLflow run")
+    i.add_argument("notes", type=Path)
+    i.add_argument("--dry-run", action="store_true", help="parse and report, write nothing")
+    t = sub.add_parser("trials", help="table of an Optuna search's trials (child runs of a parent run)")
+    t.add_argument("parent_run_id")
+    t.add_argument("--plot", type=Path, default=None, help="also write mIoU against trial number (PNG)")
+    return p
+
+
+def _render(args: argparse.Namespace, uri: str) -> int:
+    from results.query import load_runs
+    from results.render import MarkerError, diff, render_file
+    from results.stale import default_hash_fn
+
+    runs = load_runs(uri)
+    hash_fn = None if args.no_hash_check else default_hash_fn()
+    status = 0
+    for path in args.notes:
+        if not path.is_file():
+            print(f"error: {path}: no such notes file", file=sys.stderr)
+            return 2
+        try:
+            old, new = render_file(path, runs, hash_fn, write=not (args.check or args.dry_run))
+        except MarkerError as exc:
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            return 2
+        if args.dry_run:
+            sys.stdout.write(diff(old, new, str(path)))
+        if new != old:
+            status = 1 if args.check else status
+            verb = "would change" if (args.check or args.dry_run) else "updated"
+            print(f"{path}: {verb}", file=sys.stderr)
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    uri = args.tracking_uri or default_uri()
+    try:
+        if args.cmd == "render":
+            return _render(args, uri)
+        if args.cmd == "readme":
+            from results.readme import refresh
+
+            print(refresh(uri, args.out))
+            return 0
+        if args.cmd == "import-notes":
+            from results.importer import import_notes
+
+            if not args.notes.is_file():
+                print(f"error: {args.notes}: no such notes file", file=sys.stderr)
+                return 2
+            print(import_notes(args.notes, uri, dry_run=args.dry_run).summary())
+            return 0
+        if args.cmd == "trials":
+            from results.search import trials_plot, trials_table
+
+            print(trials_table(args.parent_run_id, uri))
+            if args.plot:
+                print(trials_plot(args.parent_run_id, args.plot, uri))
+            return 0
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Parse the researcher's markdown notes: tables, their sections, and the messy result cells.
+
+A notes table is a pipe table (header line, a ``--|--`` separator, rows). Its first column is the
+run name, the first later column whose header mentions ``param`` is #Params(M), and the column whose
+header mentions ``mIoU`` holds the result (``test`` in that header means test mIoU, else val mIoU).
+Rows inside ``<!-- segsweep:begin/end -->`` blocks are generated, not history, and are skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DATASETS = ("voc", "camvid", "cityscapes", "aerial", "synthetic")
+
+# Heading words -> dataset (first match in this order wins).
+_HEADING_DATASET = (
+    ("cityscapes", "cityscapes"),
+    ("camvid", "camvid"),
+    ("aerial", "aerial"),
+    ("synthetic", "synthetic"),
+    ("pascal", "voc"),
+    ("voc", "voc"),
+)
+
+_SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
+_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
+_BEGIN = re.compile(r"^\s*<!--\s*segsweep:begin\b")
+_END = re.compile(r"^\s*<!--\s*segsweep:end\b")
+_NUM = r"\d+(?:\.\d+)?"
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_LABELLED = re.compile(rf"\b([A-Za-z]+)(\d*)\s*:\s*({_NUM})")
+_EPOCH = re.compile(r"\bepoch\s*(\d+)\b", re.IGNORECASE)
+_MAIN = re.compile(rf"(?<![\w.])({_NUM})(\s*~)?(?![\w.])")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """What one result cell states. ``main`` is in the column's metric (val or test)."""
+
+    raw: str
+    main: float | None = None
+    val: float | None = None
+    test: float | None = None
+    epoch: int | None = None
+    approx: bool = False
+    extras: dict[str, float] = field(default_factory=dict)
+    remark: str = ""
+
+
+@dataclass(frozen=True)
+class NotesRow:
+    """One row of a notes results table."""
+
+    dataset: str
+    section: str
+    line: int  # 1-based line number in the notes file
+    name: str
+    params_raw: str
+    params: float | None
+    cell: Cell
+    metric: str  # "val" or "test": what the table's mIoU column reports
+
+
+@dataclass(frozen=True)
+class SkippedTable:
+    """A table that holds no importable results, and why."""
+
+    line: int
+    section: str
+    reason: str
+
+
+def _fix_text(text: str) -> str:
+    """Undo UTF-8-read-as-latin-1 damage (``ï¼Œ`` -> ``，``) where that round-trips."""
+    try:
+        return text.encode("cp1252").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
+def parse_params(text: str) -> float | None:
+    """``'42'`` -> 42.0; ``'?'``, ``''`` or anything else -> None."""
+    m = re.fullmatch(rf"\s*\**\s*({_NUM})\s*M?\s*\**\s*", text)
+    return float(m.group(1)) if m else None
+
+
+def parse_cell(raw: str, metric: str = "val") -> Cell:
+    """Understand a result cell such as ``(val:62.5) 49`` or ``65.5,(val500:67.93,test:65.9)``.
+
+    ``metric`` is what the column reports ("val" or "test"); the cell's unlabelled number is that.
+    """
+    text = _fix_text(raw).replace("**", "")
+    text = _LINK.sub(r"\1", text)
+    labelled: dict[str, float] = {}
+    epoch: int | None = None
+
+    def take(m: re.Match[str]) -> str:
+        nonlocal epoch
+        label, suffix, num = m.group(1).lower(), m.group(2), float(m.group(3))
+        if label == "epoch" and suffix:
+            epoch = int(suffix)
+            labelled.setdefault(metric, num)
+        else:
+            labelled[label + suffix] = num
+        return " "
+
+    text = _LABELLED.sub(take, text)
+
+    def take_epoch(m: re.Match[str]) -> str:
+        nonlocal epoch
+        epoch = int(m.group(1))
+        return " "
+
+    text = _EPOCH.sub(take_epoch, text)
+    main_m = _MAIN.search(text)
+    approx = False
+    if main_m:
+        labelled[metric] = float(main_m.group(1))
+        approx = bool(main_m.group(2))
+        text = text[: main_m.start()] + " " + text[main_m.end() :]
+    main = labelled.get(metric)
+    remark = re.sub(r"[\s,;:()\[\]~?\uff0c\u3001]+", " ", text).strip()
+    if not remark and main is None and "?" in text:
+        remark = "?"  # the notes say the result is unknown
+    extras = {k: v for k, v in labelled.items() if k not in ("val", "test")}
+    return Cell(
+        raw=raw,
+        main=main,
+        val=labelled.get("val"),
+        test=labelled.get("test"),
+        epoch=epoch,
+        approx=approx,
+        extras=extras,
+        remark=remark,
+    )
+
+
+def split_row(line: str) -> list[str]:
+    """Cells of a pipe-table line (outer pipes optional)."""
+    s = line.strip()
+    if s.startswith("|"):
+        s = s[1:]
+    if s.endswith("|") and not s.endswith("\\|"):
+        s = s[:-1]
+    return [c.strip() for c in s.split("|")]
+
+
+def heading_dataset(heading: str) -> str | None:
+    """The dataset a section heading talks about (``Camvid`` -> ``camvid``), or None."""
+    low = heading.lower()
+    for word, ds in _HEADING_DATASET:
+        if word in low:
+            return ds
+    return None
+
+
+def _roles(header: list[str]) -> tuple[int | None, int | None, str]:
+    """(params column, mIoU column, metric kind) from a header."""
+    params = next((i for i, h in enumerate(header) if i > 0 and "param" in h.lower()), None)
+    miou = next((i for i, h in enumerate(header) if i > 0 and "miou" in h.lower()), None)
+    kind = "test" if miou is not None and "test" in header[miou].lower() else "val"
+    return params, miou, kind
+
+
+def parse_notes(text: str) -> tuple[list[NotesRow], list[SkippedTable]]:
+    """Every result row of every notes table, plus the tables that hold no results."""
+    lines = text.splitlines()
+    rows: list[NotesRow] = []
+    skipped: list[SkippedTable] = []
+    section = ""
+    in_block = False
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if _BEGIN.match(line):
+            in_block = True
+        elif _END.match(line):
+            in_block = False
+        elif (h := _HEADING.match(line)) is not None:
+            section = h.group(2)
+        elif "|" in line and i + 1 < len(lines) and _SEPARATOR.match(lines[i + 1]) and not in_block:
+            i = _read_table(lines, i, section, rows, skipped)
+            continue
+        i += 1
+    return rows, skipped
+
+
+def _read_table(
+    lines: list[str], start: int, section: str, rows: list[NotesRow], skipped: list[SkippedTable]
+) -> int:
+    """Read the table whose header is at ``start``; return the index after it."""
+    header = split_row(lines[start])
+    params_col, miou_col, kind = _roles(header)
+    dataset = heading_dataset(section)
+    end = start + 2
+    while end < len(lines) and "|" in lines[end] and lines[end].strip():
+        end += 1
+    if miou_col is None or dataset is None:
+        why = "no mIoU column" if miou_col is None else f"section {section!r} names no dataset"
+        skipped.append(SkippedTable(start + 1, section, why))
+        return end
+    for j in range(start + 2, end):
+        if _SEPARATOR.match(lines[j]):
+            continue  # a visual group separator inside the table
+        cells = split_row(lines[j]) + [""] * len(header)
+        if not cells[0]:
+            continue
+        params_raw = cells[params_col] if params_col is not None else ""
+        rows.append(
+            NotesRow(
+                dataset=dataset,
+                section=section,
+                line=j + 1,
+                name=cells[0],
+                params_raw=params_raw,
+                params=parse_params(params_raw),
+                cell=parse_cell(cells[miou_col], kind),
+                metric=kind,
+            )
+        )
+    return end
+
+
+def read_notes(path: Path) -> tuple[list[NotesRow], list[SkippedTable]]:
+    """Parse a notes file (UTF-8)."""
+    return parse_notes(Path(path).read_text(encoding="utf-8"))

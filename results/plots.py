@@ -1,0 +1,63 @@
+"""Pictures for the results README: val mIoU against #Params, and val mIoU curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+_META = {"Software": None}  # no version string in the PNG: the file only changes with the data
+
+
+def params_plot(points: pd.DataFrame, title: str, out: Path) -> Path | None:
+    """Scatter of ``val_mIoU`` against ``params_M`` with each point labelled by ``label``.
+
+    ``points`` has columns label, params_M, val_mIoU, source. Returns None when nothing has both.
+    """
+    pts = points.dropna(subset=["params_M", "val_mIoU"])
+    if pts.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for source, marker in (("segsweep", "o"), ("notes", "s")):
+        sub = pts[pts["source"] == source]
+        if not sub.empty:
+            ax.scatter(sub["params_M"], sub["val_mIoU"], marker=marker, label=source, alpha=0.8)
+    for row in pts.itertuples():
+        ax.annotate(_short(row.label), (row.params_M, row.val_mIoU), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("#Params (M)")
+    ax.set_ylabel("val mIoU (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, metadata=_META)
+    plt.close(fig)
+    return out
+
+
+def curves_plot(curves: dict[str, pd.Series], title: str, out: Path) -> Path | None:
+    """val mIoU against epoch, one line per run (``label -> Series indexed by epoch``)."""
+    curves = {k: v for k, v in curves.items() if len(v)}
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label, series in curves.items():
+        ax.plot(series.index, series.values, marker=".", label=_short(label))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val mIoU (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, metadata=_META)
+    plt.close(fig)
+    return out
+
+
+def _short(label: str, width: int = 48) -> str:
+    return label if len(label) <= width else "…" + label[-(width - 1) :]

@@ -1,0 +1,82 @@
+"""Stale check: the config hash that a run's name (and seed) composes today.
+
+A run whose ``segsweep.config_hash`` differs from ``config_hash(compose_config(parse(name) +
+[f"seed={seed}"]))`` was made under another config tree, so the tables mark it. Composing is the
+slow part (Hydra), so each name is composed once and the other seeds are hashed from its semantic
+config; that shortcut is checked against the codec's own ``config_hash`` and dropped for a name
+where they disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+_SLOW = object()
+
+
+def _seed_value(seed: str) -> Any:
+    try:
+        return int(seed)
+    except ValueError:
+        return seed
+
+
+class ConfigHashes:
+    """Callable ``(name, seed) -> hash or None`` (None: the name no longer composes). Cached."""
+
+    def __init__(self) -> None:
+        from sweeper import naming
+
+        self._naming = naming
+        self._base: dict[str, Any] = {}
+        self._cache: dict[tuple[str, str | None], str | None] = {}
+
+    def __call__(self, name: str, seed: str | None) -> str | None:
+        key = (name, seed)
+        if key not in self._cache:
+            self._cache[key] = self._compute(name, seed)
+        return self._cache[key]
+
+    def _official(self, name: str, seed: str | None) -> str:
+        n = self._naming
+        extra = [f"seed={seed}"] if seed is not None else []
+        return n.config_hash(n.compose_config(n.parse(name), extra))
+
+    @staticmethod
+    def _fast(data: dict, seed: str | None) -> str:
+        if seed is not None:
+            data = {**data, "seed": _seed_value(seed)}
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _compute(self, name: str, seed: str | None) -> str | None:
+        base = self._base.get(name)
+        if base is None and name in self._base:
+            return None
+        if base is _SLOW:
+            return self._official(name, seed)
+        if base is not None:
+            return self._fast(base, seed)
+        n = self._naming
+        try:
+            cfg = n.compose_config(n.parse(name), [f"seed={seed}"] if seed is not None else [])
+        except Exception:  # an unknown token or a composition error: the name no longer composes
+            self._base[name] = None
+            return None
+        official = n.config_hash(cfg)
+        data = n.semantic_config(cfg)
+        self._base[name] = data if self._fast(data, seed) == official else _SLOW
+        return official
+
+
+def default_hash_fn() -> ConfigHashes | None:
+    """A ConfigHashes, or None (with a warning) when the name codec cannot be imported."""
+    try:
+        return ConfigHashes()
+    except ImportError as exc:
+        import sys
+
+        print(f"warning: no config-hash stale check ({exc})", file=sys.stderr)
+        return None
