@@ -20,6 +20,8 @@ def _open(path: Path, what: str) -> Image.Image:
     try:
         img = Image.open(path)
         img.load()  # decode now: truncated files raise here (never a partial image or a hang)
+    except Image.DecompressionBombError as e:
+        raise DatasetError(f"{what} file {path} is too large for Pillow's limit: {e}") from e
     except _DECODE_ERRORS as e:
         raise CorruptFileError(f"corrupt or truncated {what} file {path}: {e}") from e
     return img

@@ -31,16 +31,16 @@ def _background(rng: np.random.Generator, s: int) -> np.ndarray:
 
 def _shape_mask(rng: np.random.Generator, cls: int, s: int) -> np.ndarray:
     yy, xx = np.mgrid[0:s, 0:s]
-    if cls == 1:  # disc, diameter 0.3-0.45 s
-        r = rng.uniform(0.15, 0.225) * s
+    if cls == 1:  # disc, diameter 0.4-0.6 s
+        r = rng.uniform(0.2, 0.3) * s
         cy, cx = rng.uniform(r * 0.7, s - r * 0.7, size=2)
         return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-    if cls == 2:  # square, side 0.3-0.45 s
-        a = rng.uniform(0.3, 0.45) * s
+    if cls == 2:  # square, side 0.4-0.6 s
+        a = rng.uniform(0.4, 0.6) * s
         y0, x0 = rng.uniform(-0.15 * a, s - 0.85 * a, size=2)
         return (yy >= y0) & (yy < y0 + a) & (xx >= x0) & (xx < x0 + a)
-    # bar: 0.6-0.9 s long, 0.16-0.24 s thick, horizontal or vertical
-    long_, thick = rng.uniform(0.6, 0.9) * s, rng.uniform(0.16, 0.24) * s
+    # bar: 0.7-0.95 s long, 0.22-0.32 s thick, horizontal or vertical
+    long_, thick = rng.uniform(0.7, 0.95) * s, rng.uniform(0.22, 0.32) * s
     y0, x0 = rng.uniform(0, s - thick), rng.uniform(0, s - long_)
     mask = (yy >= y0) & (yy < y0 + thick) & (xx >= x0) & (xx < x0 + long_)
     return mask.T if rng.random() < 0.5 else mask
