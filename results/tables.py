@@ -75,115 +75,89 @@ def select(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     return df[keep]
 
 
-def _groups(df: pd.DataFrame) -> list[pd.DataFrame]:
-    """Notes rows and unfinished runs alone; finished segsweep runs grouped by name."""
-    solo = (df["source"] == "notes") | (df["status"] != "FINISHED")
-    groups = [df.loc[[i]] for i in df.index[solo]]
-    groups += [g for _, g in df[~solo].groupby("display", sort=False)]
-    return groups
-
-
-def _stats(values: pd.Series) -> tuple[float | None, str]:
-    v = values.dropna()
-    if v.empty:
-        return None, ""
-    if len(v) == 1:
-        return float(v.iloc[0]), fmt(v.iloc[0])
-    mean, std = float(v.mean()), float(v.std(ddof=1))
-    return mean, f"{fmt(mean)} ± {fmt(std)} ({len(v)})"
-
-
-def _notes_cell(run: pd.Series, metric: str, value: float | None, show_epoch: bool) -> str:
-    text = fmt(value)
-    if text and str(run["approx"]) == "true":
-        text += "~"
-    extra = []
-    if show_epoch and not pd.isna(run["epochs"]) and text:
-        extra.append(f"epoch{int(run['epochs'])}")
-    if run["remark"] and not pd.isna(run["remark"]):
-        extra.append(str(run["remark"]))
-    if not text:
-        return ", ".join(extra)
-    return text + (f" ({', '.join(extra)})" if extra else "")
-
-
-class _Row:
-    """One table row under construction."""
-
-    def __init__(self, g: pd.DataFrame) -> None:
-        self.g = g
-        self.first = g.iloc[0]
-        self.notes = self.first["source"] == "notes"
-        self.finished = self.first["status"] == "FINISHED"
-        self.values: dict[str, float | None] = {}
-        self.cells: dict[str, str] = {}
-        self.marks = ""
-
-
-def _build_row(g: pd.DataFrame, spec: TableSpec) -> _Row:
-    row = _Row(g)
-    run = row.first
-    show_epoch = "epochs" not in spec.columns
-    for col in ("val", "test"):
-        metric = METRIC_OF[col]
-        if row.notes:
-            value = run[metric] if not pd.isna(run[metric]) else None
-            row.values[col] = value
-            main = col == (run["notes_metric"] or "val")
-            row.cells[col] = _notes_cell(run, metric, value, show_epoch) if main else fmt(value)
-        elif row.finished:
-            row.values[col], row.cells[col] = _stats(g[metric])
-        else:
-            value = run[metric] if not pd.isna(run[metric]) else None
-            row.values[col] = None  # an unfinished run never competes for best
-            where = f"epoch {int(run['epochs'])}: " if not pd.isna(run["epochs"]) else ""
-            row.cells[col] = f"{run['status']} ({where}{fmt(value)})" if value is not None else run["status"]
-    row.cells["params"] = fmt(g["params_M"].dropna().mean()) if g["params_M"].notna().any() else ""
-    row.cells["epochs"] = fmt(g["epochs"].max()) if g["epochs"].notna().any() else ""
-    row.cells["status"] = "notes" if row.notes else ", ".join(sorted(set(g["status"])))
-    seeds = sorted({str(s) for s in g["seed"].dropna()})
-    row.cells["seeds"] = ",".join(seeds)
-    row.cells["link"] = " ".join(
-        f"[{r.run_id[:7]}]({spec.link_base}/#/experiments/{r.experiment_id}/runs/{r.run_id})"
-        for r in g.itertuples()
+def _aggregate(sel: pd.DataFrame) -> pd.DataFrame:
+    """One row per table row: notes rows and unfinished runs alone, finished runs grouped by name."""
+    solo = (sel["source"] == "notes") | (sel["status"] != "FINISHED")
+    sel = sel.assign(_key=sel["run_id"].where(solo, "name:" + sel["display"].astype(str)))
+    g = sel.groupby("_key", sort=False)
+    a = g.agg(
+        display=("display", "first"),
+        source=("source", "first"),
+        status=("status", "first"),
+        notes_metric=("notes_metric", "first"),
+        remark=("remark", "first"),
+        approx=("approx", "first"),
+        notes_order=("notes_order", "first"),
+        start=("start_time", "min"),
+        params=("params_M", "mean"),
+        epochs=("epochs", "max"),
+        val_mean=("val_mIoU", "mean"),
+        val_std=("val_mIoU", "std"),
+        val_n=("val_mIoU", "count"),
+        test_mean=("test_mIoU", "mean"),
+        test_std=("test_mIoU", "std"),
+        test_n=("test_mIoU", "count"),
     )
-    return row
+    a["seeds"] = g["seed"].agg(lambda s: ",".join(sorted({str(x) for x in s.dropna()})))
+    a["runs"] = g["run_id"].agg(list)
+    a["exp"] = g["experiment_id"].first()
+    return a
 
 
-def _mark_stale(rows: list[_Row], spec: TableSpec, hash_fn: HashFn | None) -> tuple[str | None, bool, bool]:
-    """Set each row's marks; return (reference commit, any †, any ‡)."""
-    ours = [r for r in rows if not r.notes]
-    commits = pd.concat([r.g for r in ours]) if ours else None
+def _metric_cell(r, col: str, show_epoch: bool) -> tuple[float | None, str]:
+    """(value competing for best, cell text) of a val/test column."""
+    mean, std, n = getattr(r, f"{col}_mean"), getattr(r, f"{col}_std"), getattr(r, f"{col}_n")
+    if r.source == "notes":
+        value = None if pd.isna(mean) else float(mean)
+        if col != (r.notes_metric if isinstance(r.notes_metric, str) else "val"):
+            return value, fmt(value)
+        text = fmt(value)
+        if text and r.approx == "true":
+            text += "~"
+        extra = [f"epoch{int(r.epochs)}"] if show_epoch and text and not pd.isna(r.epochs) else []
+        extra += [str(r.remark)] if isinstance(r.remark, str) and r.remark else []
+        if not text:
+            return None, ", ".join(extra)
+        return value, text + (f" ({', '.join(extra)})" if extra else "")
+    if r.status != "FINISHED":
+        where = f"epoch {int(r.epochs)}: " if not pd.isna(r.epochs) else ""
+        return None, f"{r.status} ({where}{fmt(mean)})" if not pd.isna(mean) else str(r.status)
+    if n == 0:
+        return None, ""
+    if n == 1:
+        return float(mean), fmt(mean)
+    return float(mean), f"{fmt(mean)} ± {fmt(std)} ({n})"
+
+
+def _stale_flags(sel: pd.DataFrame, spec: TableSpec, hash_fn: HashFn | None) -> tuple[pd.DataFrame, str | None]:
+    """Per run: made at another commit than the reference (†), config hash changed (‡)."""
+    ours = sel[sel["source"] != "notes"]
     ref = spec.commit
-    if ref is None and commits is not None and commits["git_commit"].notna().any():
-        ref = str(commits.dropna(subset=["git_commit"]).sort_values("start_time")["git_commit"].iloc[-1])
-    any_commit = any_hash = False
-    for r in ours:
-        cs = {str(c) for c in r.g["git_commit"].dropna()}
-        if ref and any(not (c.startswith(ref) or ref.startswith(c)) for c in cs):
-            r.marks += DAGGER
-            any_commit = True
-        if hash_fn is not None and any(
-            pd.notna(x.config_hash) and hash_fn(str(x.name), None if pd.isna(x.seed) else str(x.seed)) != x.config_hash
-            for x in r.g.itertuples()
-        ):
-            r.marks += DDAGGER
-            any_hash = True
-    return ref, any_commit, any_hash
+    if ref is None and ours["git_commit"].notna().any():
+        ref = str(ours.dropna(subset=["git_commit"]).sort_values("start_time")["git_commit"].iloc[-1])
+    commit = ours["git_commit"].astype("string")
+    other = commit.notna() & ~commit.fillna("").map(lambda c: bool(ref) and (c.startswith(ref) or ref.startswith(c)))
+    other &= bool(ref)
+    if hash_fn is not None:
+        have = ours["config_hash"].notna()
+        today = [
+            hash_fn(str(n), None if pd.isna(sd) else str(sd)) if h else None
+            for n, sd, h in zip(ours["name"], ours["seed"], have, strict=True)
+        ]
+        changed = have & (pd.Series(today, index=ours.index, dtype="object") != ours["config_hash"])
+    else:
+        changed = pd.Series(False, index=ours.index)
+    flags = pd.DataFrame({"commit": other.astype(bool), "hash": changed.astype(bool)}, index=ours.index)
+    return flags, ref
 
 
-def _order(rows: list[_Row], spec: TableSpec) -> list[_Row]:
-    def by_time(r: _Row) -> tuple:
-        order = r.first["notes_order"]
-        return (r.g["start_time"].min(), -1 if pd.isna(order) else order, str(r.first["display"]))
-
-    rows = sorted(rows, key=by_time)
+def _order(a: pd.DataFrame, spec: TableSpec, best_col: str) -> pd.DataFrame:
+    a = a.assign(_o=a["notes_order"].fillna(-1)).sort_values(["start", "_o", "display"], kind="stable")
     if spec.sort == "name":
-        rows.sort(key=lambda r: str(r.first["display"]))
+        a = a.sort_values("display", kind="stable")
     elif spec.sort == "miou":
-        metric = next((c for c in spec.columns if c in METRIC_OF), "val")
-        rows.sort(key=lambda r: -(r.values.get(metric) if r.values.get(metric) is not None else float("-inf")))
-    return rows
+        a = a.assign(_b=a[best_col].fillna(float("-inf"))).sort_values("_b", ascending=False, kind="stable")
+    return a
 
 
 def render_table(df: pd.DataFrame, spec: TableSpec, hash_fn: HashFn | None = None) -> str:
@@ -191,26 +165,52 @@ def render_table(df: pd.DataFrame, spec: TableSpec, hash_fn: HashFn | None = Non
     sel = select(df, spec)
     if sel.empty:
         return f"_No runs yet for `{spec.key}`._"
-    rows = _order([_build_row(g, spec) for g in _groups(sel)], spec)
-    ref, any_commit, any_hash = _mark_stale(rows, spec, hash_fn)
+    a = _aggregate(sel)
+    show_epoch = "epochs" not in spec.columns
+    for col in ("val", "test"):
+        pairs = [_metric_cell(r, col, show_epoch) for r in a.itertuples()]
+        a[f"{col}_best"] = [p[0] for p in pairs]
+        a[f"{col}_cell"] = [p[1] for p in pairs]
+    metric = next((c for c in spec.columns if c in METRIC_OF), "val")
+    a = _order(a, spec, f"{metric}_best")
+    flags, ref = _stale_flags(sel, spec, hash_fn)
+    other_commit = set(sel.loc[flags.index[flags["commit"]], "run_id"])
+    changed = set(sel.loc[flags.index[flags["hash"]], "run_id"])
+    marks = [
+        (DAGGER if other_commit.intersection(runs) else "") + (DDAGGER if changed.intersection(runs) else "")
+        for runs in a["runs"]
+    ]
+    cols: dict[str, list[str]] = {"Arch": [str(d).replace("|", "\\|") + m for d, m in zip(a["display"], marks, strict=True)]}
     for col in spec.columns:
-        if col in METRIC_OF:
-            vals = [r.values[col] for r in rows if r.values.get(col) is not None]
-            best = max(vals) if vals else None
-            for r in rows:
-                if best is not None and r.values.get(col) == best and r.cells[col]:
-                    r.cells[col] = f"**{r.cells[col]}**"
-    table = pd.DataFrame(
-        [[str(r.first["display"]).replace("|", "\\|") + r.marks] + [r.cells[c] for c in spec.columns] for r in rows],
-        columns=["Arch"] + [COLUMN_TITLES[c] for c in spec.columns],
-    )
-    text = table.to_markdown(index=False, tablefmt="pipe", disable_numparse=True)
+        cols[COLUMN_TITLES[col]] = _column(a, col, spec)
+    text = pd.DataFrame(cols).to_markdown(index=False, tablefmt="pipe", disable_numparse=True)
     notes = []
-    if any_commit:
+    if any(DAGGER in m for m in marks):
         notes.append(f"{DAGGER} made at another git commit than the table's reference `{str(ref)[:10]}`.")
-    if any_hash:
+    if any(DDAGGER in m for m in marks):
         notes.append(
             f"{DDAGGER} its config hash differs from what its name composes today: "
             "the config changed since; re-run it (`+force=true`) to compare like with like."
         )
     return text + ("\n\n" + "\n".join(f"{n}  " for n in notes).rstrip() if notes else "")
+
+
+def _column(a: pd.DataFrame, col: str, spec: TableSpec) -> list[str]:
+    if col in METRIC_OF:
+        best = a[f"{col}_best"].max()
+        return [
+            f"**{c}**" if c and not pd.isna(b) and b == best else c
+            for c, b in zip(a[f"{col}_cell"], a[f"{col}_best"], strict=True)
+        ]
+    if col == "params":
+        return [fmt(v) for v in a["params"]]
+    if col == "epochs":
+        return [fmt(v) for v in a["epochs"]]
+    if col == "status":
+        return ["notes" if s == "notes" else str(st) for s, st in zip(a["source"], a["status"], strict=True)]
+    if col == "seeds":
+        return list(a["seeds"])
+    return [
+        " ".join(f"[{r[:7]}]({spec.link_base}/#/experiments/{e}/runs/{r})" for r in runs)
+        for runs, e in zip(a["runs"], a["exp"], strict=True)
+    ]
