@@ -294,3 +294,32 @@ def test_copy_of_notes_untouched_outside_blocks(notes_store, tmp_path):
     _, new = render_file(path, load_runs(notes_store))
     start, end = new.index("<!-- segsweep:begin aerial -->"), new.index("<!-- segsweep:end aerial -->")
     assert new[:start] + new[end:] == marked[: marked.index("<!-- segsweep:begin")] + marked[marked.index("<!-- segsweep:end"):]
+
+
+def test_sqlite_reader_matches_search_runs(sweep_store):
+    """The fast SQL path and the mlflow.search_runs path (used for servers) give the same frame."""
+    from results.query import _finish, _load_search
+
+    fast = load_runs(sweep_store).set_index("run_id").sort_index()
+    slow = _finish(_load_search(sweep_store)).set_index("run_id").sort_index()
+    cols = ["name", "dataset", "status", "params_M", "val_mIoU", "test_mIoU", "seed", "git_commit", "config_hash"]
+    assert len(fast) == 7
+    assert fast[cols].astype(str).equals(slow[cols].astype(str))
+
+
+def test_trials_table_and_plot(tmp_path):
+    from results.search import trials_plot, trials_table
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("synthetic")
+    parent = client.create_run(exp, run_name="search").info.run_id
+    for trial, val in enumerate((40.0, 55.5, 50.0)):
+        tags = {"mlflow.parentRunId": parent, "segsweep.trial": str(trial), "segsweep.name": f"t{trial}"}
+        rid = client.create_run(exp, run_name=f"t{trial}", tags=tags).info.run_id
+        client.log_batch(rid, metrics=[Metric("final_val_mIoU", val, 0, 0)])
+        client.set_terminated(rid)
+    rows = _rendered_rows(trials_table(parent, uri))
+    assert [r["Trial"] for r in rows] == ["0", "1", "2"]
+    assert rows[1]["Val mIoU"] == "**55.5**"
+    assert trials_plot(parent, tmp_path / "t.png", uri).stat().st_size > 1000
