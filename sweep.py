@@ -1,0 +1,20 @@
+"""segsweep entry point: `python sweep.py [-m] key=value ...` (see README.md)."""
+
+import os
+
+import hydra
+from omegaconf import DictConfig
+
+from sweeper.task import LAUNCH_DIR_ENV
+from sweeper.task import main as run_task
+
+os.environ.setdefault(LAUNCH_DIR_ENV, os.getcwd())
+
+
+@hydra.main(config_path="conf", config_name="sweep", version_base="1.3")
+def main(cfg: DictConfig) -> dict:
+    return run_task(cfg)
+
+
+if __name__ == "__main__":
+    main()

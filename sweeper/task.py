@@ -1,0 +1,128 @@
+"""One job: name + config hash -> skip if finished -> train (resuming) -> record in MLflow."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from engine.callbacks import Callback, StopTraining
+from engine.checkpoint import CHECKPOINT_NAME
+from engine.train import train, validate_config
+from sweeper import naming, tracking
+
+LAUNCH_DIR_ENV = "SEGSWEEP_LAUNCH_DIR"
+
+
+def launch_dir() -> Path:
+    """The directory the command was started in (relative paths of the config resolve against it)."""
+    return Path(os.environ.get(LAUNCH_DIR_ENV) or os.getcwd())
+
+
+def _hydra_context() -> tuple[list[str], bool]:
+    """(the job's command-line overrides, whether this is a multirun)."""
+    if not HydraConfig.initialized():
+        return [], False
+    hc = HydraConfig.get()
+    return list(hc.overrides.task), hc.mode == RunMode.MULTIRUN
+
+
+def resolve_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """Apply a seed name (``name=...``) under the explicit overrides, then validate."""
+    if cfg.get("name"):
+        cfg = naming.apply_seed_name(cfg, overrides)
+    validate_config(cfg)
+    return cfg
+
+
+def run_dir(cfg: DictConfig, name: str, config_hash: str) -> Path:
+    """Where a run's checkpoint lives: derived from the run key, never from a timestamp."""
+    root = Path(str(cfg.output_root))
+    root = root if root.is_absolute() else launch_dir() / root
+    return root / "runs" / str(cfg.dataset.name) / f"{name}--{config_hash}"
+
+
+def _result(status: str, name: str, run_id: str | None, value: float | None = None, **extra: Any) -> dict:
+    return {"status": status, "name": name, "run_id": run_id, "value": value, **extra}
+
+
+def _extra_callbacks(cfg: DictConfig) -> list[Callback]:
+    if "optuna" in cfg:
+        from sweeper.search import PruningCallback
+
+        return [PruningCallback(cfg.optuna)]
+    return []
+
+
+def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
+    """Run one cell of a sweep; returns {"status", "name", "run_id", "value", ...}.
+
+    FINISHED runs of the same run key are skipped (``+force=true`` re-runs them); an unfinished run
+    whose checkpoint exists is resumed into the same MLflow run.
+    """
+    cfg = resolve_config(cfg, overrides or [])
+    name, config_hash = naming.compose(cfg), naming.config_hash(cfg)
+    key = f"{name}@{config_hash}"
+    uri = tracking.tracking_uri(cfg, launch_dir())
+    experiment_id = tracking.ensure_experiment(uri, str(cfg.tracking.experiment))
+    client = tracking.client_for(uri)
+    workdir = run_dir(cfg, name, config_hash)
+    previous = next(iter(tracking.find_runs(client, experiment_id, key)), None)
+    force = bool(cfg.get("force", False))
+    if previous is not None and previous.info.status == "FINISHED" and not force:
+        print(f"[segsweep] skipped {name}: FINISHED as run {previous.info.run_id}", flush=True)
+        return _result("SKIPPED", name, previous.info.run_id, previous.data.metrics.get("final_val_mIoU"))
+    if force and workdir.exists():
+        shutil.rmtree(workdir)
+    resumable = (previous is not None and previous.info.status != "FINISHED"
+                 and (workdir / CHECKPOINT_NAME).exists())
+    if resumable:
+        run_id = previous.info.run_id
+        client.update_run(run_id, status="RUNNING")
+        print(f"[segsweep] resuming {name} into run {run_id}", flush=True)
+    else:
+        run_id = tracking.create_run(client, experiment_id, cfg, tracking.run_tags(cfg, name, config_hash, key))
+        print(f"[segsweep] run {name} -> {run_id} ({uri})", flush=True)
+    tracking.set_tags(client, run_id, {tracking.TAG + "workdir": str(workdir)})
+    try:
+        metrics = train(cfg, [tracking.MlflowCallback(client, run_id), *_extra_callbacks(cfg)], workdir)
+    except StopTraining as stop:
+        tracking.set_tags(client, run_id, {tracking.TAG + "stopped": stop.reason,
+                                           tracking.TAG + "pruned": str(stop.reason == "pruned").lower()})
+        client.set_terminated(run_id, "KILLED")
+        return _result("PRUNED" if stop.reason == "pruned" else "STOPPED", name, run_id)
+    except KeyboardInterrupt:
+        client.set_terminated(run_id, "KILLED")
+        raise
+    except Exception as error:
+        tracking.record_failure(client, run_id, error)
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    value = metrics.get("final_val_mIoU")
+    print(f"[segsweep] finished {name}: val mIoU {value:.2f} (run {run_id})", flush=True)
+    return _result("FINISHED", name, run_id, value, params_M=metrics.get("params_M"))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def main(cfg: DictConfig) -> dict:
+    """The Hydra task: in a multirun a failing job is recorded and the sweep goes on; a single run
+    exits non-zero with one line naming the problem."""
+    overrides, multirun = _hydra_context()
+    try:
+        return run_job(cfg, overrides)
+    except Exception as error:
+        if multirun:
+            print(f"[segsweep] FAILED: {_first_line(error)}", file=sys.stderr, flush=True)
+            return _result("FAILED", str(cfg.get("name") or ""), None, error=_first_line(error))
+        print(f"error: {_first_line(error)}", file=sys.stderr, flush=True)
+        sys.exit(2 if isinstance(error, naming.UnknownTokenError | ValueError) else 1)

@@ -1,0 +1,197 @@
+"""MLflow for segsweep: stores, experiments, job runs, per-epoch metrics, run-key look-ups.
+
+Everything goes through an explicit ``MlflowClient`` (no fluent "active run" state), so jobs that
+share a process (Hydra's basic launcher) or a store (parallel workers) never see each other's runs.
+The tag/metric contract is in ``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import subprocess
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from engine.callbacks import Callback
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+DEFAULT_URI = "sqlite:///mlflow.db"
+TAG = "segsweep."
+MAX_BATCH = 100  # MLflow's limit of params per log_batch call
+HEARTBEAT_TAG = TAG + "heartbeat"
+
+
+def resolve_uri(uri: str | None, base: Path | None = None) -> str:
+    """The tracking URI with a relative sqlite path made absolute against ``base`` (the launch dir).
+
+    Hydra may run each job in its own directory; a relative ``sqlite:///mlflow.db`` would then give
+    one database per job.
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        path = Path(uri[len(prefix):])
+        uri = prefix + str(((base or Path.cwd()) / path).resolve())
+    return uri
+
+
+def tracking_uri(cfg: DictConfig, base: Path | None = None) -> str:
+    return resolve_uri(cfg.tracking.get("uri"), base)
+
+
+def client_for(uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """Create the store and the experiment if needed (once, before any parallel job) and return its id.
+
+    An unusable store raises one ``RuntimeError`` that names the URI and the fix.
+    """
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        if not os.access(db.parent if db.parent.exists() else db.parent.parent, os.W_OK) or (
+                db.exists() and not os.access(db, os.W_OK)):
+            raise RuntimeError(f"the tracking store {uri} is not writable: choose a writable path with "
+                               f"`tracking.uri=sqlite:////abs/path/mlflow.db` or MLFLOW_TRACKING_URI")
+        db.parent.mkdir(parents=True, exist_ok=True)
+    client = client_for(uri)
+    try:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return client.create_experiment(name)
+        except Exception:  # created meanwhile by another process
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RuntimeError(f"cannot use the tracking store {uri} ({first}): check the path/server, or set "
+                           f"`tracking.uri=...` / MLFLOW_TRACKING_URI") from error
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``; lists stay whole values."""
+    flat: dict[str, str] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, path + "."))
+        else:
+            flat[path] = str(value)[:6000]
+    return flat
+
+
+@functools.lru_cache(maxsize=1)
+def git_state() -> tuple[str, bool]:
+    """(commit, dirty) of the segsweep checkout; ("unknown", False) outside a git checkout."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True,
+                                text=True, check=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_DIR,
+                                capture_output=True, text=True, check=True, timeout=10).stdout
+        return commit, bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+
+
+def run_tags(cfg: DictConfig, name: str, config_hash: str, key: str, extra: Mapping[str, str] = ()) -> dict:
+    commit, dirty = git_state()
+    tags = {"mlflow.runName": name, TAG + "name": name, TAG + "dataset": str(cfg.dataset.name),
+            TAG + "config_hash": config_hash, TAG + "run_key": key, TAG + "seed": str(cfg.seed),
+            TAG + "git_commit": commit, TAG + "git_dirty": str(dirty).lower(), TAG + "source": "segsweep",
+            "mlflow.source.git.commit": commit}
+    if cfg.get("annotations"):
+        tags[TAG + "annotations"] = ",".join(str(a) for a in cfg.annotations)
+    tags.update(extra or {})
+    return tags
+
+
+def find_runs(client: MlflowClient, experiment_id: str, key: str) -> list:
+    """Runs of one run key, newest first."""
+    return client.search_runs([experiment_id], filter_string=f"tags.`{TAG}run_key` = '{key}'",
+                              order_by=["attributes.start_time DESC"], max_results=50)
+
+
+def create_run(client: MlflowClient, experiment_id: str, cfg: DictConfig, tags: Mapping[str, str]) -> str:
+    """A new RUNNING run with its tags, flattened params and the resolved config artifact."""
+    run = client.create_run(experiment_id, tags=dict(tags), run_name=tags.get("mlflow.runName"))
+    run_id = run.info.run_id
+    params = [Param(k, v) for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items()]
+    for start in range(0, len(params), MAX_BATCH):
+        client.log_batch(run_id, params=params[start:start + MAX_BATCH])
+    client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    return run_id
+
+
+def heartbeat(client: MlflowClient, run_id: str) -> None:
+    """Mark the run as alive now (pid@host and time), for the stale-run check of re-runs."""
+    client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}:{os.getpid()}@{os.uname().nodename}")
+
+
+def record_failure(client: MlflowClient, run_id: str, error: BaseException) -> None:
+    """FAILED with the traceback as an artifact and the first line of the error as a tag."""
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    first = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+    try:
+        client.log_text(run_id, text, "traceback.txt")
+    finally:
+        client.set_tag(run_id, TAG + "error", first[:5000])
+        client.set_terminated(run_id, "FAILED")
+
+
+def logged_steps(client: MlflowClient, run_id: str, key: str = "val_mIoU") -> set[int]:
+    return {m.step for m in client.get_metric_history(run_id, key)}
+
+
+class MlflowCallback(Callback):
+    """Logs the engine's reports to one run: params_M once, metrics per epoch (step = epoch), batched."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client, self.run_id = client, run_id
+        self._done: set[int] = set()
+
+    def _log(self, metrics: Mapping[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                 if isinstance(v, int | float) and math.isfinite(float(v))]
+        for start in range(0, len(batch), 1000):
+            self.client.log_batch(self.run_id, metrics=batch[start:start + 1000])
+
+    def on_train_start(self, info: dict[str, Any]) -> None:
+        self.client.log_batch(self.run_id, metrics=[Metric("params_M", round(info["params_M"], 4),
+                                                           int(time.time() * 1000), 0)],
+                              tags=[RunTag(TAG + "steps_per_epoch", str(info["steps_per_epoch"])),
+                                    RunTag(TAG + "device", info["device"])])
+        self._done = logged_steps(self.client, self.run_id)
+        for epoch, metrics in enumerate(info.get("history", []), start=1):  # epochs a killed run had not logged
+            self.on_epoch_end(epoch, metrics)
+        heartbeat(self.client, self.run_id)
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch in self._done:
+            return
+        self._log({**metrics, "epoch": epoch}, epoch)
+        self._done.add(epoch)
+        heartbeat(self.client, self.run_id)
+
+    def on_train_end(self, metrics: dict[str, float]) -> None:
+        final = {k: v for k, v in metrics.items() if k.startswith(("final_", "test_"))}
+        self._log(final, len(self._done))
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
+    items = tags.items() if isinstance(tags, Mapping) else tags
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in items])

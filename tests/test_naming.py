@@ -1,0 +1,146 @@
+"""The name codec: every notes name parses, canonical names round-trip, bad names are rejected."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from sweeper import naming
+from tests.conftest import REPO, notes_names, subprocess_env
+
+NAMES = notes_names()
+EXAMPLE = "camvid.scratch.imagesize321.stem.nocompression.nopooling.dense30k48.newdid6.scale16"
+
+
+def test_notes_hold_the_expected_number_of_names():
+    assert len(NAMES) == 98  # guards the extraction itself: a regex drift must not shrink the test
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_notes_name_round_trips(name: str):
+    cfg = naming.compose_config(name)
+    canonical = naming.compose(cfg)
+    again = naming.compose_config(canonical)
+    assert naming.compose(again) == canonical
+    assert naming.config_hash(again) == naming.config_hash(cfg)
+
+
+def test_canonical_spelling_of_the_everyday_name_is_itself():
+    assert naming.canonical(EXAMPLE) == EXAMPLE
+
+
+@pytest.mark.parametrize(("legacy", "canonical"), [
+    ("deeplabv2.camvid..imagesize321.toy.newbaseline.stem.nocompression.nopooling.dense30k48.newdid6",
+     "camvid.scratch.imagesize321.stem.nocompression.nopooling.dense30k48.newdid6.scale32"),
+    ("deeplabv2.camvid.imagesize321.res100.scratch.on_trainval.scale32",
+     "camvid.scratch.imagesize321.resnet101.scale32"),
+    ("cs.scratch.imagesize321.stem.nocompression.nopooling.dense30k48.newdid6.fixDim.scale16",
+     "cityscapes.scratch.imagesize321.stem.nocompression.nopooling.dense30k48.newdid6.scale16.fixDim"),
+    ("deeplabv2.voc.imagesize321.densenet121k32.scratch", "voc.scratch.imagesize321.dense121k32.scale8"),
+    ("pascal.scratch.imagesize321.stem.nocompression.nopooling.dense30k48.newdid6.fixDim.scale4",
+     "voc.scratch.imagesize321.stem.nocompression.nopooling.dense30k48.newdid6.scale4.fixDim"),
+    ("deeplabv2.camvid.imagesize473.toy.k60.realtest.scratch", "camvid.scratch.imagesize473.dense30k60.scale32"),
+    ("camvid.aerial.imagesize473.stem.nocompression.nopooling.dense30k48.newdid6.4gpu_bugfix",
+     "aerial.scratch.imagesize473.stem.nocompression.nopooling.dense30k48.newdid6.scale32.4gpu.bugfix"),
+    ("deeplabv2.camvid.imagesize473.scratch_acturally321", "camvid.scratch.imagesize321.resnet101.scale320"),
+])
+def test_legacy_spellings_map_to_canonical_tokens(legacy: str, canonical: str):
+    assert naming.canonical(legacy) == canonical
+
+
+def test_tokens_own_the_values_of_the_recipe():
+    cfg = naming.compose_config(EXAMPLE)
+    assert cfg.dataset.name == "camvid" and cfg.dataset.num_classes == 11
+    assert (cfg.backbone.blocks, cfg.backbone.growth) == ([6, 8, 8, 8], 48)
+    assert cfg.backbone.stem and cfg.backbone.compression == 1.0 and not cfg.backbone.latter_pooling
+    assert cfg.model.decoder == "newdid6" and cfg.scale == 16 and cfg.imagesize == 321
+    assert cfg.init == "scratch" and cfg.lr == 1e-3 and list(cfg.train.milestones) == [4, 8]
+
+
+def test_annotations_are_recorded_not_dropped():
+    name = "camvid.scratch.imagesize321.stem.nocompression.nopooling.dense30k48.newdid6.3gpu.2ndtime.regularization2e-4"
+    cfg = naming.compose_config(name)
+    assert list(cfg.annotations) == ["2ndtime"]
+    assert cfg.gpus == 3 and cfg.train.weight_decay == 2e-4
+    assert naming.compose(cfg).endswith(".3gpu.2ndtime")
+
+
+def test_lr_tokens():
+    assert naming.compose_config("camvid.scratch.imagesize321.dense30k48.lr1p5").lr == pytest.approx(1.5e-3)
+    cfg = naming.compose_config("camvid.scratch.imagesize321.dense30k48.scale320.lrx1.4gpu")
+    assert cfg.lr == pytest.approx(1e-3) and list(cfg.train.milestones) == [5, 8]
+    assert ".lrsteps5-8." in naming.compose(cfg)
+
+
+def test_resnet_init_and_recipe():
+    pretrained = naming.compose_config("deeplabv2.voc.imagesize473")
+    scratch = naming.compose_config("deeplabv2.voc.imagesize473.scratch")
+    noscratch = naming.compose_config("deeplabv2.camvid.imagesize321.res100.noscratch.on_trainval.scale160")
+    assert (pretrained.init, pretrained.lr) == ("imagenet", 2.5e-4)
+    assert (scratch.init, scratch.lr) == ("scratch", 2.5e-3)
+    assert (noscratch.init, noscratch.lr) == ("imagenet", 2.5e-3)
+    assert naming.compose(noscratch).startswith("camvid.noscratch.")
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["backbone=dense30k36", "scale=12"], "synthetic.scratch.imagesize64.dense30k36.scale12"),
+    (["dataset=camvid", "backbone=dense42k48", "model.checkpointing=true", "batch_size=40"],
+     "camvid.scratch.imagesize321.dense42k48.scale320.batchsize40.sublinear"),
+    (["dataset=cityscapes", "backbone=resnet50", "model=deeplabv3", "backbone.output_stride=8",
+      "init=imagenet", "train=resnet_pretrained"],
+     "cityscapes.imagenet.imagesize1024.resnet50.deeplabv3.stride8.scale8"),
+    (["backbone=resnet50"],  # a ResNet on the DenseNet recipe: the name says so
+     "synthetic.scratch.imagesize64.resnet50.scale1.lr1e-3.lrsteps4-8.regularization1e-5"),
+    (["dataset=voc", "backbone=dense30k36", "backbone.senet=4", "model.decoder=did", "model.did_ratio=4"],
+     "voc.scratch.imagesize473.dense30k36.senet4.did4.scale8"),
+])
+def test_compose_then_parse_gives_back_the_config(overrides: list[str], expected: str):
+    cfg = naming.compose_config(overrides)
+    assert naming.compose(cfg) == expected
+    assert naming.config_hash(naming.compose_config(expected)) == naming.config_hash(cfg)
+
+
+@pytest.mark.parametrize(("name", "bad", "near"), [
+    ("camvid.scratch.imagesize321.dense30k48.newdid7", "newdid7", "newdid6"),
+    ("camvid.scrach.imagesize321.dense30k48", "scrach", "scratch"),
+    ("camvid.scratch.imagesize321.dense30k48.scal16", "scal16", "scale16"),
+])
+def test_unknown_tokens_are_named_with_the_nearest_known(name: str, bad: str, near: str):
+    with pytest.raises(naming.UnknownTokenError) as error:
+        naming.parse(name)
+    assert repr(bad) in str(error.value) and near in str(error.value)
+
+
+def test_unknown_dense_depth_is_rejected():
+    with pytest.raises(naming.UnknownTokenError, match="DenseNet depth"):
+        naming.parse("camvid.scratch.dense33k48")
+
+
+def test_config_hash_ignores_tracking_but_not_recipe():
+    base = naming.compose_config(["scale=4"])
+    assert naming.config_hash(base) == naming.config_hash(naming.compose_config(["scale=4", "tracking=server"]))
+    assert naming.config_hash(base) != naming.config_hash(naming.compose_config(["scale=5"]))
+    assert naming.config_hash(base) != naming.config_hash(naming.compose_config(["scale=4", "seed=1"]))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sweeper.naming", *args], cwd=REPO, capture_output=True,
+                          text=True, env=subprocess_env(), timeout=120)
+
+
+def test_cli_parse_canonical_compose_and_errors():
+    parsed = _cli("parse", EXAMPLE)
+    assert parsed.returncode == 0 and "backbone=dense30k48" in parsed.stdout.splitlines()
+    assert _cli("canonical", "deeplabv2.camvid..imagesize321.toy.newbaseline.dense30k36.py").stdout.strip() == \
+        "camvid.scratch.imagesize321.dense30k36.scale32"
+    assert _cli("compose", "backbone=dense30k48", "scale=16").stdout.strip() == \
+        "synthetic.scratch.imagesize64.dense30k48.scale16"
+    bad = _cli("parse", "camvid.bogus")
+    assert bad.returncode == 2 and "bogus" in bad.stderr and bad.stdout == ""
+
+
+def test_config_hash_is_stable_across_processes():
+    hashes = {_cli("hash", EXAMPLE).stdout.strip() for _ in range(2)}
+    assert hashes == {naming.config_hash(naming.compose_config(EXAMPLE))}
