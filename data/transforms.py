@@ -49,48 +49,65 @@ def sample_resize(
     return h, w
 
 
-def _linear_coords(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Half-pixel bilinear source indices and weights (cv2 INTER_LINEAR / align_corners=False)."""
-    src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+def _linear_coords(n_in: int, n_out: int, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Half-pixel bilinear source indices and weights of output positions `idx` (cv2 INTER_LINEAR)."""
+    src = (idx.astype(np.float64) + 0.5) * (n_in / n_out) - 0.5
     src = np.clip(src, 0.0, n_in - 1)
     i0 = np.floor(src).astype(np.int64)
     i1 = np.minimum(i0 + 1, n_in - 1)
     return i0, i1, (src - i0).astype(np.float32)
 
 
-def _bilinear(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of an HW or HWC float32 array (pure numpy: bit-identical in any process)."""
-    y0, y1, wy = _linear_coords(a.shape[0], size[0])
-    x0, x1, wx = _linear_coords(a.shape[1], size[1])
+def _nearest_coords(n_in: int, n_out: int, idx: np.ndarray) -> np.ndarray:
+    """Nearest source indices sampling pixel centres (torch `nearest-exact`, PIL NEAREST)."""
+    return np.minimum(((idx + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
+
+
+def _bilinear_at(a: np.ndarray, size: tuple[int, int], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Rows/cols `rows`, `cols` of `a` (HW or HWC) resized bilinearly to `size`, as float32.
+
+    Pure numpy, elementwise: bit-identical in any process and for any subset of positions.
+    """
+    y0, y1, wy = _linear_coords(a.shape[0], size[0], rows)
+    x0, x1, wx = _linear_coords(a.shape[1], size[1], cols)
     wy = wy.reshape((-1,) + (1,) * (a.ndim - 1))
-    rows = a[y0] * (1 - wy) + a[y1] * wy
+    top, bottom = a[y0].astype(np.float32), a[y1].astype(np.float32)
+    r = top * (1 - wy) + bottom * wy
     wx = wx.reshape((1, -1) + (1,) * (a.ndim - 2))
-    return rows[:, x0] * (1 - wx) + rows[:, x1] * wx
+    return r[:, x0] * (1 - wx) + r[:, x1] * wx
+
+
+def _bilinear(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return _bilinear_at(a, size, np.arange(size[0]), np.arange(size[1]))
 
 
 def _nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest resize sampling pixel centres (torch `nearest-exact`, PIL NEAREST)."""
-    yi = np.minimum(((np.arange(size[0]) + 0.5) * (a.shape[0] / size[0])).astype(np.int64), a.shape[0] - 1)
-    xi = np.minimum(((np.arange(size[1]) + 0.5) * (a.shape[1] / size[1])).astype(np.int64), a.shape[1] - 1)
-    return a[yi][:, xi]
+    return a[_nearest_coords(a.shape[0], size[0], np.arange(size[0]))][
+        :, _nearest_coords(a.shape[1], size[1], np.arange(size[1]))
+    ]
+
+
+def _resample_label(
+    label: np.ndarray, size: tuple[int, int], rows: np.ndarray, cols: np.ndarray, interp: str
+) -> np.ndarray:
+    if interp == "nearest":
+        yi = _nearest_coords(label.shape[0], size[0], rows)
+        xi = _nearest_coords(label.shape[1], size[1], cols)
+        return label[yi][:, xi]
+    if interp == "bilinear":
+        return np.rint(_bilinear_at(label, size, rows, cols)).astype(label.dtype)
+    from data.errors import DatasetError
+
+    raise DatasetError(f"train.label_interp must be 'nearest' or 'bilinear', got {interp!r}")
 
 
 def resize_pair(
     image: np.ndarray, label: np.ndarray, size: tuple[int, int], label_interp: str = "nearest"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Resize an HWC image bilinearly (float32) and an HW label (nearest, or bilinear then rounded)."""
-    if tuple(size) == image.shape[:2]:
-        return image, label
-    img = _bilinear(np.asarray(image, dtype=np.float32), size)
-    if label_interp == "nearest":
-        lab = _nearest(label, size)
-    elif label_interp == "bilinear":
-        lab = np.rint(_bilinear(label.astype(np.float32), size)).astype(label.dtype)
-    else:
-        from data.errors import DatasetError
-
-        raise DatasetError(f"train.label_interp must be 'nearest' or 'bilinear', got {label_interp!r}")
-    return img, lab
+    rows, cols = np.arange(size[0]), np.arange(size[1])
+    lab = _resample_label(label, size, rows, cols, label_interp)
+    return _bilinear_at(image, size, rows, cols), lab
 
 
 def crop_with_padding(
@@ -139,7 +156,30 @@ class TrainAugment:
     def __call__(
         self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
-        image = image.astype(np.float32, copy=False)
+        """Resize -> pad/crop -> flip, computing only the output window (same result as doing the
+        three steps in full with `resize_pair` and `crop_with_padding`, several times faster)."""
+        h, w = label.shape
+        size = sample_resize(rng, h, w, self.resize_range, self.aspect_ratio_thres)
+        (ch, cw), (nh, nw) = self.crop, size
+        ph, pw = max(ch - nh, 0), max(cw - nw, 0)
+        y0 = int(rng.integers(0, nh + ph - ch + 1))
+        x0 = int(rng.integers(0, nw + pw - cw + 1))
+        flip = self.flip and rng.random() < 0.5
+        rows = np.arange(y0, y0 + ch) - ph // 2  # positions in the resized (unpadded) frame
+        cols = np.arange(x0, x0 + cw) - pw // 2
+        if flip:
+            cols = cols[::-1]
+        rv, cv = (rows >= 0) & (rows < nh), (cols >= 0) & (cols < nw)
+        out_img = np.full((ch, cw, image.shape[2]), float(self.pad_value), dtype=np.float32)
+        out_lab = np.full((ch, cw), self.pad_value, dtype=label.dtype)
+        out_img[np.ix_(rv, cv)] = _bilinear_at(image, size, rows[rv], cols[cv])
+        out_lab[np.ix_(rv, cv)] = _resample_label(label, size, rows[rv], cols[cv], self.label_interp)
+        return out_img, out_lab
+
+    def reference(
+        self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The three steps done in full, one after the other (for tests)."""
         size = sample_resize(rng, *label.shape, self.resize_range, self.aspect_ratio_thres)
         image, label = resize_pair(image, label, size, self.label_interp)
         image, label = crop_with_padding(rng, image, label, self.crop, self.pad_value)

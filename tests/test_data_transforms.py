@@ -93,3 +93,26 @@ def test_crop_hw_and_to_sample():
     assert s["image"].shape == (3, 2, 3) and s["label"].dtype.is_floating_point is False
     assert s["image"][2, 0, 0].item() == 200 - 122.0  # red is the last BGR channel
     assert s["image"][0, 0, 0].item() == -104.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    h=st.integers(4, 90),
+    w=st.integers(4, 90),
+    ch=st.integers(4, 70),
+    cw=st.integers(4, 70),
+    seed=st.integers(0, 2**32 - 1),
+    interp=st.sampled_from(["nearest", "bilinear"]),
+    rr=st.sampled_from([(0.7, 1.5), (1.0, 1.0), (0.2, 3.0)]),
+)
+def test_windowed_transform_equals_full_reference(h, w, ch, cw, seed, interp, rr):
+    """The fast path (only the crop window is resampled) is bit-identical to resize -> crop -> flip."""
+    gen = np.random.default_rng(seed)
+    img = gen.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    lab = gen.integers(0, 12, size=(h, w)).astype(np.int64)
+    aug = TrainAugment(crop=(ch, cw), resize_range=rr, label_interp=interp)
+    fast = aug(img, lab, np.random.default_rng(seed))
+    ref = aug.reference(img, lab, np.random.default_rng(seed))
+    np.testing.assert_array_equal(fast[0], ref[0])
+    np.testing.assert_array_equal(fast[1], ref[1])
+    assert fast[0].dtype == np.float32 and fast[1].dtype == np.int64
