@@ -53,6 +53,8 @@ def _render(args: argparse.Namespace, uri: str) -> int:
             status = 1 if args.check else status
             verb = "would change" if (args.check or args.dry_run) else "updated"
             print(f"{path}: {verb}", file=sys.stderr)
+    if hash_fn is not None:
+        hash_fn.save()
     return status
 
 

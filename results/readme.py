@@ -67,6 +67,8 @@ def build(runs: pd.DataFrame, tracking_uri: str, out: Path) -> str:
         ):
             if path is not None:
                 parts.append(f"\n![{ds}: {kind}]({path.name})\n")
+    if hash_fn is not None:
+        hash_fn.save()
     return "".join(parts)
 
 

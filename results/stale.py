@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 _SLOW = object()
@@ -26,12 +28,38 @@ def _seed_value(seed: str) -> Any:
 class ConfigHashes:
     """Callable ``(name, seed) -> hash or None`` (None: the name no longer composes). Cached."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache_dir: Path | None = None) -> None:
         from sweeper import naming
 
         self._naming = naming
         self._base: dict[str, Any] = {}
         self._cache: dict[tuple[str, str | None], str | None] = {}
+        self._file = None if cache_dir is None else Path(cache_dir) / f"config-hashes-{self._tree_digest()}.json"
+        self._loaded = 0
+        if self._file is not None and self._file.is_file():
+            try:
+                self._base.update(json.loads(self._file.read_text()))
+            except (OSError, ValueError):
+                pass  # a damaged cache is only a slower render
+            self._loaded = len(self._base)
+
+    def _tree_digest(self) -> str:
+        """Digest of what decides a name's config today: the conf tree and the codec's source."""
+        h = hashlib.sha256(Path(self._naming.__file__).read_bytes())
+        conf = Path(self._naming.CONF_DIR)
+        for f in sorted(conf.rglob("*.yaml")):
+            h.update(str(f.relative_to(conf)).encode() + b"\0" + f.read_bytes())
+        return h.hexdigest()[:16]
+
+    def save(self) -> None:
+        """Keep each name's semantic config for the next process (same conf tree and codec only)."""
+        keep = {k: v for k, v in self._base.items() if v is not _SLOW}
+        if self._file is None or len(keep) == self._loaded:
+            return
+        self._file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(keep, sort_keys=True, default=str))
+        os.replace(tmp, self._file)
 
     def __call__(self, name: str, seed: str | None) -> str | None:
         key = (name, seed)
@@ -71,10 +99,17 @@ class ConfigHashes:
         return official
 
 
+def cache_dir() -> Path:
+    """``$SEGSWEEP_CACHE``, else ``$XDG_CACHE_HOME/segsweep``, else ``~/.cache/segsweep``."""
+    if os.environ.get("SEGSWEEP_CACHE"):
+        return Path(os.environ["SEGSWEEP_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "segsweep"
+
+
 def default_hash_fn() -> ConfigHashes | None:
-    """A ConfigHashes, or None (with a warning) when the name codec cannot be imported."""
+    """A ConfigHashes cached on disk, or None (with a warning) when the codec cannot be imported."""
     try:
-        return ConfigHashes()
+        return ConfigHashes(cache_dir())
     except ImportError as exc:
         import sys
 

@@ -262,8 +262,23 @@ def test_real_config_hash_check(tmp_path):
     assert hashes("camvid.notatoken123", "0") is None
 
 
-def test_readme_refresh_writes_tables_and_plots(sweep_store, tmp_path):
+def test_config_hashes_are_cached_on_disk(tmp_path, monkeypatch):
+    naming = pytest.importorskip("sweeper.naming")
+    from results.stale import ConfigHashes
+
+    name = "camvid.scratch.imagesize321.stem.nocompression.nopooling.dense30k36"
+    first = ConfigHashes(tmp_path)
+    expected = first(name, "1")
+    first.save()
+    monkeypatch.setattr(naming, "compose_config", lambda *a, **k: pytest.fail("composed again"))
+    second = ConfigHashes(tmp_path)
+    assert second(name, "1") == expected and second(name, "2") != expected
+
+
+def test_readme_refresh_writes_tables_and_plots(sweep_store, tmp_path, monkeypatch):
     from results.readme import refresh
+
+    monkeypatch.setenv("SEGSWEEP_CACHE", str(tmp_path / "cache"))
 
     out = refresh(sweep_store, tmp_path / "results" / "README.md")
     text = out.read_text()
