@@ -231,6 +231,17 @@ class SearchParentRun:
         if tags.get("segsweep.sweep_id") != self.sweep_id:
             self.client.set_tag(run_id, "segsweep.sweep_id", self.sweep_id)
 
+    def find_trial_run(self, study_name: str, trial_number: int) -> str | None:
+        """The run of a trial whose job did not return its run id (e.g. it crashed): by its params."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"params.`optuna.study_name` = '{study_name}' and params.`optuna.trial_number` = '{trial_number}'"
+            ),
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
     def log_artifact(self, path: str | os.PathLike[str]) -> None:
         """Attach a file to the parent run."""
         self.client.log_artifact(self.run_id, str(path))

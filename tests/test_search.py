@@ -358,3 +358,92 @@ def test_plugin_is_discovered() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd="/", check=True
     ).stdout
     assert "SegsweepOptunaSweeper" in out
+
+
+# ---------------------------------------------------------------- end to end through sweep.py
+
+E2E_ARGS = (
+    "+search=smoke",
+    "train.epochs=3",
+    "train.max_steps_per_epoch=2",
+    "dataset.num_train=16",
+    "dataset.num_val=4",
+)
+
+
+def run_sweep(workdir: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key in ("MLFLOW_TRACKING_URI", "SEGSWEEP_LAUNCH_DIR"):
+        env.pop(key, None)
+    cmd = [sys.executable, str(REPO / "sweep.py"), "-m", *E2E_ARGS, f"output_root={workdir / 'out'}", *args]
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"sweep failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def sweep_runs(workdir: Path) -> tuple[object, list, MlflowClient]:
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("synthetic")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("segsweep.kind") == "search"]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    return parents[0], children, client
+
+
+def test_e2e_async_search_through_the_pool(tmp_path: Path) -> None:
+    """6 trials, 2 at a time (submitit_local: one process per trial), then the same command again."""
+    args = ("hydra/launcher=submitit_local", "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=6")
+    run_sweep(tmp_path, *args)
+    study = load_study(tmp_path)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    parent, children, _ = sweep_runs(tmp_path)
+    assert len(children) == 6 and all(c.info.status == "FINISHED" for c in children)
+    assert sorted(c.data.tags["segsweep.trial"] for c in children) == [str(i) for i in range(6)]
+    assert parent.data.tags["best.lr"] == str(study.best_params["lr"])
+    assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
+    best_run = next(c for c in children if c.info.run_id == parent.data.tags["segsweep.best_run_id"])
+    assert best_run.data.metrics["final_val_mIoU"] == pytest.approx(study.best_value)
+    run_sweep(tmp_path, *args)  # resumes the study: nothing is owed
+    assert len(load_study(tmp_path).trials) == 6 and len(sweep_runs(tmp_path)[1]) == 6
+
+
+def test_e2e_pruned_trial_stops_early_and_shows_in_mlflow(tmp_path: Path) -> None:
+    """A threshold pruner on a deliberately bad region: the reported metric is the epoch's lr and
+    any lr above 1e-3 is pruned at its first report."""
+    run_sweep(
+        tmp_path,
+        "lr=choice(1e-4,5e-3)",
+        "hydra.sweeper.sampler.name=grid",
+        "hydra.sweeper.metric=lr",
+        "hydra.sweeper.pruner.name=threshold",
+        "+hydra.sweeper.pruner.kwargs.upper=1e-3",
+    )
+    trials = {t.params["lr"]: t for t in load_study(tmp_path).trials}
+    assert trials[5e-3].state == TrialState.PRUNED and list(trials[5e-3].intermediate_values) == [1]
+    assert trials[1e-4].state == TrialState.COMPLETE and list(trials[1e-4].intermediate_values) == [1, 2, 3]
+    _, children, client = sweep_runs(tmp_path)
+    status = {c.data.tags["segsweep.trial"]: c for c in children}
+    pruned, done = status[str(trials[5e-3].number)], status[str(trials[1e-4].number)]
+    assert pruned.info.status == "KILLED" and pruned.data.tags["segsweep.pruned"] == "true"
+    assert done.info.status == "FINISHED"
+    assert len(client.get_metric_history(pruned.info.run_id, "val_mIoU")) == 1
+    assert len(client.get_metric_history(done.info.run_id, "val_mIoU")) == 3
+
+
+def test_e2e_crashed_trial_fails_and_rerun_adds_nothing(tmp_path: Path) -> None:
+    """Adam with a negative eps crashes inside training: FAIL in Optuna, FAILED in MLflow."""
+    args = ("lr=0.002", "train.adam_eps=choice(2.5e-4,-1.0)", "hydra.sweeper.sampler.name=grid")
+    args += ("hydra.sweeper.n_trials=2", "train.epochs=2")
+    run_sweep(tmp_path, *args)
+    trials = {t.params["train.adam_eps"]: t for t in load_study(tmp_path).trials}
+    assert trials[-1.0].state == TrialState.FAIL and "epsilon" in trials[-1.0].user_attrs["error"]
+    assert trials[2.5e-4].state == TrialState.COMPLETE
+    _, children, _ = sweep_runs(tmp_path)
+    by_trial = {c.data.tags["segsweep.trial"]: c.info.status for c in children}
+    assert by_trial == {str(trials[-1.0].number): "FAILED", str(trials[2.5e-4].number): "FINISHED"}
+    run_sweep(tmp_path, *args)
+    assert len(load_study(tmp_path).trials) == 2 and len(sweep_runs(tmp_path)[1]) == 2

@@ -303,8 +303,9 @@ class Search:
         if self.parent is None:
             return
         try:
-            if out.run_id:
-                self.parent.tag_child(out.run_id, number)
+            run_id = out.run_id or self.parent.find_trial_run(self.study_name, number)
+            if run_id:
+                self.parent.tag_child(run_id, number)
             if out.value is not None:
                 self.parent.log_metrics({"trial_value": out.value}, step=number)
         except Exception as e:  # tracking trouble must not stop the search

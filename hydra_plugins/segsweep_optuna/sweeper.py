@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
@@ -39,6 +40,13 @@ class SegsweepOptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         """Run (or resume) the study; returns the optimization results dict."""
-        from ._search import Search
+        from ._search import Search, SearchError
 
-        return Search(self, arguments).run()
+        try:
+            return Search(self, arguments).run()
+        except (ValueError, SearchError) as e:  # bad settings or too many failures: one clear line
+            raise SearchStopped(f"segsweep_optuna: {e}") from e
+
+
+class SearchStopped(CompactHydraException):
+    """A search that could not start or was stopped; Hydra prints just this message."""
