@@ -86,3 +86,19 @@ def sacct_state(job_id: str, timeout: float = 15) -> str:
             return state
         time.sleep(0.3)
     return state
+
+
+def release_requeued(job_id: str, timeout: float = 60) -> None:
+    """Make a requeued job eligible now.
+
+    SLURM holds a requeued job for about two minutes (``Reason=BeginTime``); tests shorten that wait
+    with ``scontrol update StartTime=now`` once the requeue has happened. Nothing else changes.
+    """
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        out = _run("squeue", "-h", "-j", job_id, "-o", "%T|%r").stdout.strip()
+        if out.startswith("PENDING") and "BeginTime" in out:
+            _run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} was not requeued within {timeout}s (squeue: {out!r})")

@@ -1,0 +1,144 @@
+"""segsweep's SLURM launcher for Hydra (``launcher=slurm``, conf/launcher/slurm.yaml).
+
+On top of hydra-submitit-launcher's ``submitit_slurm`` it
+
+- submits one ``sbatch`` array per batch, leaving out cells that already have a FINISHED run
+  (``launcher.skip_if``: a function cfg -> finished run id or None);
+- writes ``<sweep dir>/slurm_jobs.json`` (cell -> SLURM job id, log paths) for ``status``;
+- returns right after submission when ``launcher.detach=true`` (fire and forget);
+- warns when the tracking URI is sqlite (fine only while every job shares this machine's disk).
+
+Requeue on preemption/time limit is the inherited ``checkpoint()``: it returns a
+``DelayedSubmission`` of the same job, which resumes from its checkpoint into the same MLflow run.
+Hydra instantiates launchers only from ``hydra_plugins``, hence the class lives here; keep the
+imports light (Hydra imports this package during plugin discovery).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+from omegaconf import DictConfig, OmegaConf
+
+from sweeper.slurm import write_manifest
+
+log = logging.getLogger(__name__)
+
+
+def _launcher_opts(cfg: DictConfig) -> DictConfig:
+    return cfg.get("launcher") or OmegaConf.create({})
+
+
+def _tracking_uri(cfg: DictConfig) -> str:
+    try:
+        from sweeper.tracking import tracking_uri
+
+        return tracking_uri(cfg)
+    except Exception:  # noqa: BLE001 - no tracking group: nothing to warn about
+        return str(OmegaConf.select(cfg, "tracking.uri", default="") or "")
+
+
+def warn_if_sqlite(cfg: DictConfig) -> bool:
+    """Warn (and return True) when SLURM jobs would write to a sqlite tracking store."""
+    uri = _tracking_uri(cfg)
+    if not uri.startswith("sqlite:"):
+        return False
+    log.warning("tracking.uri is %s: sqlite works only while every SLURM job runs on this machine's "
+                "disk (the local test cluster). On a multi-node cluster use a tracking server: "
+                "tracking=server or MLFLOW_TRACKING_URI=http://<host>:5000", uri)
+    return True
+
+
+def _import(dotted: str) -> Callable[[DictConfig], Any]:
+    module, _, name = dotted.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ValueError(f"launcher.skip_if={dotted!r} cannot be imported ({error}): give the dotted path "
+                         f"of a function cfg -> finished run id or None, or launcher.skip_if=null") from error
+
+
+class SegsweepSlurmLauncher(SlurmLauncher):
+    """hydra-submitit-launcher's SLURM launcher plus skip-finished, manifest, detach, sqlite warning."""
+
+    def _cell_config(self, overrides: Sequence[str]) -> DictConfig:
+        assert self.hydra_context is not None and self.config is not None
+        return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+
+    def _finished(self, overrides: Sequence[str], skip_if: Callable[[DictConfig], Any] | None) -> Any:
+        return skip_if(self._cell_config(overrides)) if skip_if is not None else None
+
+    def _executor(self) -> Any:
+        import submitit
+
+        params = dict(self.params)
+        executor = submitit.AutoExecutor(cluster="slurm", folder=params.pop("submitit_folder"),
+                                         slurm_max_num_timeout=params.pop("max_num_timeout", 0))
+        base = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
+        return executor
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        """Submit the unfinished cells as one array; wait for them unless ``launcher.detach``."""
+        assert self.config is not None
+        opts = _launcher_opts(self.config)
+        warn_if_sqlite(self.config)
+        skip_if = _import(str(opts.skip_if)) if opts.get("skip_if") else None
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+
+        returns: dict[int, JobReturn] = {}
+        todo: list[tuple[int, list[str]]] = []
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+            done = self._finished(overrides, skip_if)
+            if done is not None:
+                log.info("\t#%d : %s -> already FINISHED (%s), not submitted", idx,
+                         " ".join(filter_overrides(overrides)), done)
+                returns[idx] = _skipped_return(overrides, done)
+            else:
+                todo.append((idx, list(overrides)))
+        if todo:
+            returns.update(self._submit(todo, sweep_dir, detach=bool(opts.get("detach", False))))
+        else:
+            log.info("all %d cells already FINISHED: nothing submitted", len(job_overrides))
+        return [returns[i] for i in sorted(returns)]
+
+    def _submit(self, todo: list[tuple[int, list[str]]], sweep_dir: Path, detach: bool) -> dict[int, JobReturn]:
+        executor = self._executor()
+        params = []
+        for idx, overrides in todo:
+            log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+            params.append((overrides, "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
+        jobs = executor.map_array(self, *zip(*params, strict=True))
+        cells = [{"job_num": idx, "overrides": overrides, "slurm_job_id": job.job_id,
+                  "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)}
+                 for (idx, overrides), job in zip(todo, jobs, strict=True)]
+        manifest = write_manifest(sweep_dir, cells)
+        array = jobs[0].job_id.split("_")[0]
+        log.info("submitted %d cells as SLURM array %s (%s)", len(jobs), array, manifest)
+        if detach:
+            log.info("launcher.detach=true: not waiting; follow with `python -m sweeper status` or "
+                     "`sacct -j %s`", array)
+            return {idx: _detached_return(overrides, job.job_id) for (idx, overrides), job in zip(
+                todo, jobs, strict=True)}
+        return {idx: job.results()[0] for (idx, _), job in zip(todo, jobs, strict=True)}
+
+
+def _skipped_return(overrides: Sequence[str], run: Any) -> JobReturn:
+    ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
+    ret.return_value = run
+    return ret
+
+
+def _detached_return(overrides: Sequence[str], job_id: str) -> JobReturn:
+    ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
+    ret.return_value = {"slurm_job_id": job_id, "detached": True}
+    return ret
