@@ -59,11 +59,14 @@ def ensure_experiment(uri: str, name: str) -> str:
     """
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///"):])
-        if not os.access(db.parent if db.parent.exists() else db.parent.parent, os.W_OK) or (
-                db.exists() and not os.access(db, os.W_OK)):
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            writable = os.access(db.parent, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))
+        except OSError:
+            writable = False
+        if not writable:
             raise RuntimeError(f"the tracking store {uri} is not writable: choose a writable path with "
                                f"`tracking.uri=sqlite:////abs/path/mlflow.db` or MLFLOW_TRACKING_URI")
-        db.parent.mkdir(parents=True, exist_ok=True)
     client = client_for(uri)
     try:
         experiment = client.get_experiment_by_name(name)

@@ -1,0 +1,132 @@
+"""Real runs on the synthetic set, tracked in a temporary sqlite MLflow store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweeper import naming
+from sweeper.task import run_job
+from tests.conftest import FAST, REPO, subprocess_env
+
+
+def _runs(uri: str, experiment: str = "synthetic") -> list:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return [] if exp is None else client.search_runs([exp.experiment_id])
+
+
+def test_one_epoch_run_is_tracked_under_its_canonical_name(store: str, tmp_path: Path):
+    cfg = naming.compose_config([*FAST, "train.epochs=1", f"output_root={tmp_path / 'out'}"])
+    result = run_job(cfg)
+    assert result["status"] == "FINISHED"
+    client = MlflowClient(store)
+    run = client.get_run(result["run_id"])
+    name = naming.compose(cfg)
+    assert run.info.status == "FINISHED" and run.info.run_name == name
+    tags = run.data.tags
+    assert tags["segsweep.name"] == name and tags["segsweep.dataset"] == "synthetic"
+    assert tags["segsweep.config_hash"] == naming.config_hash(cfg)
+    assert len(tags["segsweep.git_commit"]) == 40 and tags["segsweep.git_dirty"] in ("true", "false")
+    assert run.data.params["dataset.name"] == "synthetic" and run.data.params["scale"] == "1"
+    metrics = run.data.metrics
+    for key in ("train_loss", "lr", "val_mIoU", "val_pixel_acc", "params_M", "final_val_mIoU"):
+        assert key in metrics, key
+    assert any(k.startswith("val_IoU/") for k in metrics)
+    assert 0 <= metrics["val_mIoU"] <= 100 and metrics["params_M"] > 0.1
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_mIoU")] == [1]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "config.yaml" in artifacts
+
+
+def test_rerun_of_a_finished_run_is_skipped_and_force_reruns(store: str, tmp_path: Path):
+    overrides = [*FAST, "train.epochs=1", f"output_root={tmp_path / 'out'}"]
+    first = run_job(naming.compose_config(overrides))
+    again = run_job(naming.compose_config(overrides))
+    assert again["status"] == "SKIPPED" and again["run_id"] == first["run_id"]
+    forced = run_job(naming.compose_config([*overrides, "+force=true"]))
+    assert forced["status"] == "FINISHED" and forced["run_id"] != first["run_id"]
+    assert len(_runs(store)) == 2
+
+
+def test_resume_continues_the_same_run_without_duplicate_steps(store: str, tmp_path: Path):
+    overrides = [*FAST, "train.epochs=2", f"output_root={tmp_path / 'out'}"]
+    first = run_job(naming.compose_config([*overrides, "train.epochs=1"]))
+    # the same recipe with more epochs is another run key, so interrupt a 2-epoch run by hand:
+    cfg = naming.compose_config(overrides)
+    client = MlflowClient(store)
+    result = run_job(cfg)
+    run_id = result["run_id"]
+    assert run_id != first["run_id"]
+    client.update_run(run_id, status="FAILED")  # as a killed job leaves it
+    workdir = tmp_path / "out" / "runs" / "synthetic" / f"{naming.compose(cfg)}--{naming.config_hash(cfg)}"
+    import torch
+    state = torch.load(workdir / "checkpoint.pt", weights_only=False)
+    state["epoch"], state["history"] = 1, state["history"][:1]  # as if killed during epoch 2
+    torch.save(state, workdir / "checkpoint.pt")
+    resumed = run_job(cfg)
+    assert resumed["status"] == "FINISHED" and resumed["run_id"] == run_id
+    steps = [m.step for m in client.get_metric_history(run_id, "val_mIoU")]
+    assert sorted(steps) == [1, 2] and len(steps) == len(set(steps))
+
+
+def _sweep(*args: str, cwd: Path, uri: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "sweep.py"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=subprocess_env(MLFLOW_TRACKING_URI=uri))
+
+
+def test_everyday_multirun_command(store: str, tmp_path: Path):
+    result = _sweep("-m", "backbone=dense30k12,dense30k36", "scale=1,2", *FAST, "train.epochs=1",
+                    f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, uri=store)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = _runs(store)
+    assert sorted(r.data.tags["segsweep.name"] for r in runs) == [
+        "synthetic.scratch.imagesize32.dense30k12.scale1.batchsize4",
+        "synthetic.scratch.imagesize32.dense30k12.scale2.batchsize4",
+        "synthetic.scratch.imagesize32.dense30k36.scale1.batchsize4",
+        "synthetic.scratch.imagesize32.dense30k36.scale2.batchsize4",
+    ]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_a_run_from_a_seed_name(store: str, tmp_path: Path):
+    result = _sweep("name=synthetic.scratch.imagesize32.dense30k12.scale1.batchsize4", "dataset.num_train=16",
+                    "dataset.num_val=4", "dataset.image_size=32", "train.epochs=1", "train.max_steps_per_epoch=1",
+                    cwd=tmp_path, uri=store)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = _runs(store)
+    assert run.data.tags["segsweep.name"] == "synthetic.scratch.imagesize32.dense30k12.scale1.batchsize4"
+    assert run.data.params["train.epochs"] == "1"  # explicit overrides win over the name
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["name=camvid.scratch.imagesize321.dense30k48.newdid7"], "'newdid7'"),
+    (["scale=0"], "scale=0 must be a positive integer"),
+    (["batch_size=-2"], "batch_size=-2 must be a positive integer"),
+    (["imagesize=0"], "imagesize=0 must be a positive integer"),
+])
+def test_bad_input_ends_with_one_line_and_no_run(store: str, tmp_path: Path, args: list[str], needle: str):
+    result = _sweep(*args, cwd=tmp_path, uri=store)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], result.stderr[-2000:]
+    assert _runs(store) == []
+
+
+def test_unwritable_store_is_named(tmp_path: Path):
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    uri = f"sqlite:///{not_a_dir / 'mlflow.db'}"
+    result = _sweep("train.epochs=1", cwd=tmp_path, uri=uri)
+    assert result.returncode != 0
+    assert uri in result.stderr and "error:" in result.stderr
+
+
+def test_unknown_config_group_option_is_rejected(tmp_path: Path, store: str):
+    result = _sweep("backbone=dense30k99", cwd=tmp_path, uri=store)
+    assert result.returncode != 0 and "dense30k99" in result.stderr
+    assert _runs(store) == []
