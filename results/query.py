@@ -121,8 +121,12 @@ def _load_search(uri: str) -> pd.DataFrame:
     exps = {e.experiment_id: e.name for e in client.search_experiments()}
     if not exps:
         return pd.DataFrame(columns=COLUMNS)
-    mlflow.set_tracking_uri(uri)
-    df = mlflow.search_runs(experiment_ids=list(exps), output_format="pandas")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)  # search_runs takes no URI: set it for this call only
+    try:
+        df = mlflow.search_runs(experiment_ids=list(exps), output_format="pandas", max_results=1_000_000)
+    finally:
+        mlflow.set_tracking_uri(previous)
     if df.empty:
         return pd.DataFrame(columns=COLUMNS)
     ren = {f"tags.{k}": v for k, v in TAGS.items()}

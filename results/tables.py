@@ -98,8 +98,14 @@ def _aggregate(sel: pd.DataFrame) -> pd.DataFrame:
         test_std=("test_mIoU", "std"),
         test_n=("test_mIoU", "count"),
     )
-    a["seeds"] = g["seed"].agg(lambda s: ",".join(sorted({str(x) for x in s.dropna()})))
-    a["runs"] = g["run_id"].agg(list)
+    runs: dict[str, list[str]] = {}
+    seeds: dict[str, set[str]] = {}
+    for key, rid, seed in zip(sel["_key"], sel["run_id"], sel["seed"], strict=True):
+        runs.setdefault(key, []).append(rid)
+        if seed is not None and not pd.isna(seed):
+            seeds.setdefault(key, set()).add(str(seed))
+    a["runs"] = [runs[k] for k in a.index]
+    a["seeds"] = [",".join(sorted(seeds.get(k, ()))) for k in a.index]
     a["exp"] = g["experiment_id"].first()
     return a
 
