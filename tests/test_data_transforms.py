@@ -116,3 +116,13 @@ def test_windowed_transform_equals_full_reference(h, w, ch, cw, seed, interp, rr
     np.testing.assert_array_equal(fast[0], ref[0])
     np.testing.assert_array_equal(fast[1], ref[1])
     assert fast[0].dtype == np.float32 and fast[1].dtype == np.int64
+
+
+def test_augment_from_run_config():
+    from tests.fixtures_data import compose_cfg
+
+    aug = TrainAugment.from_cfg(compose_cfg(["dataset=camvid", "imagesize=[360,480]"]))
+    assert aug.crop == (360, 480) and aug.resize_range == (0.7, 1.5) and aug.aspect_ratio_thres == 0.15
+    assert aug.label_interp == "nearest" and aug.flip and aug.pad_value == 255
+    aug = TrainAugment.from_cfg(compose_cfg(["+train.label_interp=bilinear", "train.flip=false"]))
+    assert aug.label_interp == "bilinear" and not aug.flip and aug.crop == (64, 64)
