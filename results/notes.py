@@ -28,6 +28,7 @@ _SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _BEGIN = re.compile(r"^\s*<!--\s*segsweep:begin\b")
 _END = re.compile(r"^\s*<!--\s*segsweep:end\b")
+_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 _NUM = r"\d+(?:\.\d+)?"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _LABELLED = re.compile(rf"\b([A-Za-z]+)(\d*)\s*:\s*({_NUM})")
@@ -170,11 +171,15 @@ def parse_notes(text: str) -> tuple[list[NotesRow], list[SkippedTable]]:
     rows: list[NotesRow] = []
     skipped: list[SkippedTable] = []
     section = ""
-    in_block = False
+    in_block = fenced = False
     i = 0
     while i < len(lines):
         line = lines[i]
-        if _BEGIN.match(line):
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif fenced:
+            pass
+        elif _BEGIN.match(line):
             in_block = True
         elif _END.match(line):
             in_block = False

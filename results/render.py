@@ -27,6 +27,7 @@ from results.tables import HashFn, TableSpec, render_table
 
 BEGIN = re.compile(r"^\s*<!--\s*segsweep:begin\b\s*(?P<body>.*?)\s*-->\s*$")
 END = re.compile(r"^\s*<!--\s*segsweep:end\b\s*(?P<body>.*?)\s*-->\s*$")
+FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 MARKERISH = re.compile(r"segsweep:(begin|end)")
 OPTIONS = ("cols", "sort", "dataset", "name", "sweep", "commit", "link")
 
@@ -76,8 +77,14 @@ def find_blocks(lines: list[str]) -> list[Block]:
     errors: list[str] = []
     open_: tuple[str, int, TableSpec | None] | None = None
     seen: dict[str, int] = {}
+    fenced = False
     for i, line in enumerate(lines):
         n = i + 1
+        if FENCE.match(line):
+            fenced = not fenced  # markers inside ``` code blocks are examples, not blocks
+            continue
+        if fenced:
+            continue
         if (m := BEGIN.match(line)) is not None:
             if open_ is not None:
                 errors.append(f"line {n}: begin inside the block opened at line {open_[1]} (missing end)")

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 
 from results.importer import import_notes
-from results.notes import parse_cell, read_notes, split_row
+from results.notes import parse_cell, parse_notes, read_notes, split_row
 from results.query import load_runs
 from results.render import MarkerError, find_blocks, regenerate, render_file
 from results.tables import TableSpec, render_table
@@ -59,6 +59,17 @@ def test_read_notes_finds_every_results_row_and_skips_other_tables():
     camvid = [r for r in rows if r.dataset == "camvid"]
     assert all(r.metric == "test" for r in camvid)  # "Test mIoU(66)" header
     assert next(r for r in rows if r.name.endswith("stride8.scale480")).params == 66.3  # as the notes state
+
+
+def test_generated_blocks_and_code_fences_are_not_history():
+    table = "Arch | #Params(M) | Val mIoU\n--|--|--\nx.voc|1|2\n"
+    text = (
+        f"### VOC\n<!-- segsweep:begin voc -->\n{table}<!-- segsweep:end voc -->\n"
+        f"```\n<!-- segsweep:begin voc -->\n{table}```\n{table}"
+    )
+    rows, _ = parse_notes(text)
+    assert [r.line for r in rows] == [15]  # only the table outside the block and the fence
+    assert [b.begin_line for b in find_blocks(text.splitlines())] == [2]
 
 
 @pytest.fixture(scope="module")
