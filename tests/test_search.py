@@ -447,3 +447,25 @@ def test_e2e_crashed_trial_fails_and_rerun_adds_nothing(tmp_path: Path) -> None:
     assert by_trial == {str(trials[-1.0].number): "FAILED", str(trials[2.5e-4].number): "FINISHED"}
     run_sweep(tmp_path, *args)
     assert len(load_study(tmp_path).trials) == 2 and len(sweep_runs(tmp_path)[1]) == 2
+
+
+def test_timeout_stops_starting_trials(toy: Path) -> None:
+    run_toy(toy, "hydra.sweeper.timeout=0.5", "sleep=0.3", "hydra.sweeper.n_trials=6")
+    assert [t.state for t in load_study(toy).trials] == [TrialState.COMPLETE]  # 0.9 s > 0.5 s
+
+
+def test_median_pruner_prunes_in_the_job(toy: Path) -> None:
+    run_toy(
+        toy,
+        "x=choice(0.1,0.2,0.8,0.9)",
+        "y=1",
+        "hydra.sweeper.sampler.name=grid",
+        "hydra.sweeper.pruner.name=median",
+        "hydra.sweeper.pruner.n_startup_trials=1",
+        "sleep=0",
+    )
+    trials = load_study(toy).trials
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    best = max(t.value for t in trials if t.state == TrialState.COMPLETE)
+    assert len(trials) == 4 and pruned
+    assert all(len(t.intermediate_values) < 3 and t.params["x"] * 100 < best for t in pruned)

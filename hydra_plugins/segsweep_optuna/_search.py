@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import math
-import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -333,7 +332,13 @@ class Search:
         sweep_dir = Path(str(self.cfg.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.cfg, sweep_dir / "multirun.yaml")
-        failed_out = self._loop(study, owed, counts["fail"])
+        try:
+            failed_out = self._loop(study, owed, counts["fail"])
+        except KeyboardInterrupt:
+            log.warning("interrupted: re-run the same command to resume study %s", self.study_name)
+            if self.parent is not None:
+                self.parent.finish("KILLED")
+            raise
         results = self._results(study, sweep_dir)
         if self.parent is not None:
             self.parent.finish("FAILED" if failed_out else "FINISHED")
@@ -351,10 +356,10 @@ class Search:
         timeout = self.s.get("timeout")
         t0 = time.monotonic()
         launched = 0
-        lock = threading.Lock()
         running: dict[Future[Outcome], Trial] = {}
         too_many_failures = failed > budget
-        with ThreadPoolExecutor(max_workers=self.n_jobs, thread_name_prefix="trial") as pool:
+        pool = ThreadPoolExecutor(max_workers=self.n_jobs, thread_name_prefix="trial")
+        try:
             while True:
                 while (
                     len(running) < self.n_jobs
@@ -364,8 +369,7 @@ class Search:
                     and (timeout is None or time.monotonic() - t0 < float(timeout))
                 ):
                     trial, overrides = self._ask(study)
-                    with lock:
-                        running[pool.submit(self._launch, overrides, trial.number)] = trial
+                    running[pool.submit(self._launch, overrides, trial.number)] = trial
                     launched += 1
                 if not running:
                     break
@@ -376,6 +380,8 @@ class Search:
                     if out.state == TrialState.FAIL:
                         failed += 1
                         too_many_failures = too_many_failures or failed > budget
+        finally:  # on Ctrl-C do not wait for running trials: they stay RUNNING and are re-run on resume
+            pool.shutdown(wait=not running, cancel_futures=True)
         if timeout is not None and launched < owed and not too_many_failures and not self.grid_done:
             log.info("timeout of %ss reached: %d trials not started", timeout, owed - launched)
         return too_many_failures
