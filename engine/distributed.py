@@ -8,14 +8,16 @@ cheap no-op, so the same loop serves 1 and N GPUs.
 Device helpers (:func:`resolve_device`, :func:`autocast_context`, :func:`to_channels_last`) turn
 bf16 autocast and channels_last on for CUDA only; on CPU they do nothing.
 
-submitit is imported lazily (only inside a submitit job), never at module level.
+submitit is never imported: multi-task SLURM steps are read from SLURM's environment variables.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
+import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -98,35 +100,42 @@ def _env_layout() -> tuple[int, int, int] | None:
     return rank, world, local
 
 
-def _submitit_layout() -> tuple[int, int, int] | None:
-    """(rank, world_size, local_rank) from submitit's JobEnvironment; sets MASTER_ADDR/PORT."""
-    if not os.environ.get("SUBMITIT_EXECUTOR"):
-        return None
-    try:  # lazy: engine must not import submitit at module level
-        import submitit
-    except ImportError:
-        return None
+def _first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list (``node[03-05,7]`` -> ``node03``)."""
     try:
-        env = submitit.JobEnvironment()
-    except RuntimeError:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
+                             check=True, timeout=30).stdout.split()
+        if out:
+            return out[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    match = re.match(r"([^\[,]+)(?:\[(\d+))?", nodelist)
+    return (match.group(1) + (match.group(2) or "")) if match else nodelist
+
+
+def _slurm_layout() -> tuple[int, int, int] | None:
+    """(rank, world_size, local_rank) of a multi-task SLURM step (submitit tasks, srun); sets MASTER_*.
+
+    Read from SLURM's own variables, so the engine needs no submitit import.
+    """
+    tasks = int(os.environ.get("SLURM_NTASKS", "1") or 1)
+    if tasks <= 1 or "SLURM_PROCID" not in os.environ:
         return None
-    if env.num_tasks <= 1:
-        return None
-    os.environ.setdefault("MASTER_ADDR", env.hostnames[0])
-    digits = "".join(ch for ch in str(env.job_id) if ch.isdigit()) or "0"
+    os.environ.setdefault("MASTER_ADDR", _first_host(os.environ.get("SLURM_JOB_NODELIST", "127.0.0.1")))
+    digits = "".join(ch for ch in os.environ.get("SLURM_JOB_ID", "0") if ch.isdigit()) or "0"
     os.environ.setdefault("MASTER_PORT", str(20000 + int(digits[-6:]) % 20000))
-    return env.global_rank, env.num_tasks, env.local_rank
+    return int(os.environ["SLURM_PROCID"]), tasks, int(os.environ.get("SLURM_LOCALID", "0"))
 
 
 def init_distributed(cfg: Any = None) -> DistContext:
     """Join the run's process group if launched with several processes, else return a 1-process context.
 
     Reads torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/``MASTER_ADDR``/``MASTER_PORT``, or
-    submitit's ``JobEnvironment`` inside a multi-task submitit job. ``cfg.device`` (auto|cpu|cuda)
+    SLURM's ``SLURM_PROCID``/``SLURM_NTASKS``/``SLURM_LOCALID`` in a multi-task SLURM step (submitit). ``cfg.device`` (auto|cpu|cuda)
     picks the device; the backend is NCCL on CUDA and gloo on CPU. ``cfg.gpus > 1`` in a single
     process is an error (it would silently train on one device).
     """
-    layout = _env_layout() or _submitit_layout()
+    layout = _env_layout() or _slurm_layout()
     rank, world, local = layout if layout else (0, 1, 0)
     gpus = int(_cfg_get(cfg, "gpus", 1) or 1)
     if gpus > 1 and world == 1:

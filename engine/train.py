@@ -26,13 +26,24 @@ from tqdm import tqdm
 from data.build import build_dataset
 from engine import checkpoint
 from engine.callbacks import Callback, NonFiniteLossError
-from engine.distributed import resolve_device
+from engine.distributed import (
+    all_reduce_mean,
+    autocast_context,
+    init_distributed,
+    to_channels_last,
+    unwrap_model,
+    wrap_model,
+)
 from engine.evaluate import evaluate
 from models.build import build_model, count_params_m
 
 
 class EpochSampler(Sampler[int]):
-    """``scale`` shuffled passes over the set, each cut to whole batches; seeded by (seed, epoch)."""
+    """``scale`` shuffled passes over the set, each cut to whole batches; seeded by (seed, epoch).
+
+    Pass ``p`` yields ``p * size + i`` for image ``i``: datasets read image ``index % size`` and draw a
+    fresh augmentation per pass, so repeats of an image within an epoch see different crops.
+    """
 
     def __init__(self, size: int, batch_size: int, scale: int, seed: int, max_steps: int | None = None):
         self.size, self.batch_size, self.scale, self.seed = size, batch_size, scale, seed
@@ -50,13 +61,14 @@ class EpochSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         per_pass = (self.size // self.batch_size) * self.batch_size
-        emitted = 0
+        emitted, pass_no = 0, 0
         while emitted < len(self):
             for index in torch.randperm(self.size, generator=generator)[:per_pass].tolist():
                 if emitted == len(self):
                     return
                 emitted += 1
-                yield index
+                yield pass_no * self.size + index
+            pass_no += 1
 
 
 def seed_everything(seed: int) -> None:
@@ -131,18 +143,22 @@ class _Run:
         validate_config(cfg)
         self.cfg, self.callbacks, self.workdir = cfg, list(callbacks), workdir
         seed_everything(int(cfg.seed))
-        self.device = resolve_device(cfg.get("device", "auto"))
+        self.ctx = init_distributed(cfg)
+        self.device = self.ctx.device
+        self.amp = bool(cfg.train.get("amp", True))
         self.train_set = build_dataset(cfg, cfg.dataset.train_split, train=True)
         self.eval_set = build_dataset(cfg, cfg.dataset.eval_split, train=False)
         if len(self.train_set) < cfg.batch_size:
             raise ValueError(f"the {cfg.dataset.train_split} split has {len(self.train_set)} images, fewer than "
                              f"batch_size={cfg.batch_size}: lower batch_size")
-        self.model = build_model(cfg).to(self.device)
-        self.params_m = count_params_m(self.model)
+        model = to_channels_last(build_model(cfg).to(self.device), self.device, self.amp)
+        self.params_m = count_params_m(model)
+        self.model = wrap_model(model, self.ctx, bool(cfg.train.get("sync_bn", False)))
         groups = _param_groups(self.model, float(cfg.train.weight_decay), float(cfg.train.head_lr_mult))
         self.optimizer = torch.optim.Adam(groups, lr=float(cfg.lr), eps=float(cfg.train.adam_eps))
-        self.sampler = EpochSampler(len(self.train_set), int(cfg.batch_size), int(cfg.scale), int(cfg.seed),
-                                    cfg.train.get("max_steps_per_epoch"))
+        # every process draws its own stream, as each GPU tower did in the original (TOKENS §5.6)
+        self.sampler = EpochSampler(len(self.train_set), int(cfg.batch_size), int(cfg.scale),
+                                    int(cfg.seed) + 100_003 * self.ctx.rank, cfg.train.get("max_steps_per_epoch"))
         self.loader = DataLoader(self.train_set, batch_size=int(cfg.batch_size), sampler=self.sampler,
                                  num_workers=int(cfg.train.num_workers), drop_last=True,
                                  persistent_workers=False)
@@ -153,7 +169,7 @@ class _Run:
         state = checkpoint.load(self.workdir) if self.cfg.train.get("checkpoint", True) else None
         if state is None:
             return
-        self.model.load_state_dict(state["model"])
+        unwrap_model(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         checkpoint.set_rng_state(state["rng"])
         self.start_epoch, self.history = int(state["epoch"]), list(state["history"])
@@ -175,9 +191,11 @@ class _Run:
         ignore = int(self.cfg.dataset.ignore_index)
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}", leave=False, disable=None)
         for batch in bar:
-            image = batch["image"].to(self.device, non_blocking=True)
+            image = to_channels_last(batch["image"].to(self.device, non_blocking=True), self.device, self.amp)
             label = batch["label"].to(self.device, non_blocking=True)
-            loss = segmentation_loss(self.model(image), label, ignore)
+            with autocast_context(self.device, self.amp):
+                outputs = self.model(image)
+            loss = segmentation_loss([o.float() for o in outputs], label, ignore)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"training loss became {loss.item()} at epoch {epoch + 1}, step "
                                          f"{steps + 1}: lower lr (now {self.cfg.lr}) or check the data")
@@ -186,25 +204,30 @@ class _Run:
             self.optimizer.step()
             total, steps = total + loss.item(), steps + 1
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        return total / max(steps, 1)
+        return all_reduce_mean(total / max(steps, 1), self.ctx)
 
     def _evaluate(self, limit: int | None) -> dict[str, Any]:
-        return evaluate(self.model, self.eval_set, self.cfg, limit=limit, device=self.device)
+        return evaluate(self.model, self.eval_set, self.cfg, limit=limit, device=self.device, ctx=self.ctx)
 
     def _save(self, epoch: int) -> None:
-        if self.workdir is None or not self.cfg.train.get("checkpoint", True):
+        if self.workdir is None or not self.cfg.train.get("checkpoint", True) or not self.ctx.is_main:
             return
         checkpoint.save(self.workdir, {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": unwrap_model(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
             "rng": checkpoint.rng_state(), "epoch": epoch, "history": self.history})
+
+    def _report(self, method: str, *args: Any) -> None:
+        if self.ctx.is_main:  # one process reports for the run
+            for callback in self.callbacks:
+                getattr(callback, method)(*args)
 
     def run(self) -> dict[str, float]:
         info = {"params_M": self.params_m, "num_classes": int(self.cfg.dataset.num_classes),
                 "steps_per_epoch": self.sampler.steps, "epochs": int(self.cfg.train.epochs),
                 "start_epoch": self.start_epoch, "history": list(self.history), "device": str(self.device),
-                "train_images": len(self.train_set), "eval_images": len(self.eval_set)}
-        for callback in self.callbacks:
-            callback.on_train_start(info)
+                "train_images": len(self.train_set), "eval_images": len(self.eval_set),
+                "world_size": self.ctx.world_size}
+        self._report("on_train_start", info)
         subset = self.cfg.eval.get("subset")
         for epoch in range(self.start_epoch, int(self.cfg.train.epochs)):
             started = time.perf_counter()
@@ -214,16 +237,14 @@ class _Run:
                        "epoch_seconds": time.perf_counter() - started}
             self.history.append(metrics)
             self._save(epoch + 1)  # before reporting: a kill after the report never repeats an epoch
-            for callback in self.callbacks:
-                callback.on_epoch_end(epoch + 1, metrics)
+            self._report("on_epoch_end", epoch + 1, metrics)
         final = dict(self.history[-1]) if self.history else {}
         if subset and self.cfg.eval.get("final_full", True):
             final.update(_epoch_metrics(self.cfg, self._evaluate(None), prefix="final_val"))
         else:
             final["final_val_mIoU"] = final.get("val_mIoU", math.nan)
         final["params_M"] = self.params_m
-        for callback in self.callbacks:
-            callback.on_train_end(final)
+        self._report("on_train_end", final)
         return final
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from engine.distributed import (
     DistContext,
-    _submitit_layout,
+    _slurm_layout,
     all_reduce_confusion,
     all_reduce_mean,
     autocast_context,
@@ -183,14 +183,14 @@ def test_missing_master_address_is_a_clear_error(monkeypatch):
         init_distributed({"device": "cpu"})
 
 
-def test_submitit_job_environment_layout(monkeypatch):
+def test_slurm_task_layout(monkeypatch):
     env = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "2", "SLURM_PROCID": "1",
            "SLURM_LOCALID": "1", "SLURM_JOB_NODELIST": "node7", "SLURM_NNODES": "1", "SLURM_NODEID": "0"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     monkeypatch.delenv("MASTER_PORT", raising=False)
-    assert _submitit_layout() == (1, 2, 1)
+    assert _slurm_layout() == (1, 2, 1)
     import os
 
     assert os.environ["MASTER_ADDR"] == "node7" and 20000 <= int(os.environ["MASTER_PORT"]) < 40000
