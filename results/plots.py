@@ -16,7 +16,7 @@ _META = {"Software": None}  # no version string in the PNG: the file only change
 def params_plot(points: pd.DataFrame, title: str, out: Path) -> Path | None:
     """Scatter of ``val_mIoU`` against ``params_M`` with each point labelled by ``label``.
 
-    ``points`` has columns label, params_M, val_mIoU, source. Returns None when nothing has both.
+    ``points`` has columns label, params_M, val_mIoU (val, else test), source. None when nothing has both.
     """
     pts = points.dropna(subset=["params_M", "val_mIoU"])
     if pts.empty:
@@ -26,11 +26,11 @@ def params_plot(points: pd.DataFrame, title: str, out: Path) -> Path | None:
         sub = pts[pts["source"] == source]
         if not sub.empty:
             ax.scatter(sub["params_M"], sub["val_mIoU"], marker=marker, label=source, alpha=0.8)
-    for row in pts.itertuples():
+    for row in _labelled(pts).itertuples():
         ax.annotate(_short(row.label), (row.params_M, row.val_mIoU), fontsize=6,
                     xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("#Params (M)")
-    ax.set_ylabel("val mIoU (%)")
+    ax.set_ylabel("mIoU (%): val, else test")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -57,6 +57,14 @@ def curves_plot(curves: dict[str, pd.Series], title: str, out: Path) -> Path | N
     fig.savefig(out, dpi=110, metadata=_META)
     plt.close(fig)
     return out
+
+
+def _labelled(pts: pd.DataFrame, top: int = 8) -> pd.DataFrame:
+    """The points worth a label: the Pareto front (best mIoU for its size) and the ``top`` best."""
+    by_size = pts.sort_values(["params_M", "val_mIoU"], ascending=[True, False])
+    front = by_size[by_size["val_mIoU"] > by_size["val_mIoU"].cummax().shift(fill_value=float("-inf"))]
+    best = pts.nlargest(top, "val_mIoU")
+    return pd.concat([front, best]).drop_duplicates(subset=["label", "params_M", "val_mIoU"])
 
 
 def _short(label: str, width: int = 48) -> str:
