@@ -1,0 +1,38 @@
+"""A Hydra callback that regenerates ``results/README.md`` when a run or a sweep ends."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from sweeper import tracking
+from sweeper.task import launch_dir
+
+log = logging.getLogger(__name__)
+
+
+class RefreshResults(Callback):
+    """Rewrite the results README (tables + plots) from the run's MLflow store."""
+
+    def __init__(self, out: str = "results/README.md", enabled: bool = True) -> None:
+        self.out, self.enabled = out, enabled
+
+    def _refresh(self, config: DictConfig) -> None:
+        if not self.enabled:
+            return
+        from results.readme import refresh  # read-only: results never writes MLflow
+
+        out = Path(self.out)
+        out = out if out.is_absolute() else launch_dir() / out
+        path = refresh(tracking.resolve_uri(config.tracking.get("uri"), launch_dir()), out)
+        log.info("results README regenerated: %s", path)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._refresh(config)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._refresh(config)
