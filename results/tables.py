@@ -139,9 +139,10 @@ def _stale_flags(sel: pd.DataFrame, spec: TableSpec, hash_fn: HashFn | None) -> 
     """Per run: made at another commit than the reference (†), config hash changed (‡)."""
     ours = sel[sel["source"] != "notes"]
     ref = spec.commit
-    if ref is None and ours["git_commit"].notna().any():
-        ref = str(ours.dropna(subset=["git_commit"]).sort_values("start_time")["git_commit"].iloc[-1])
-    commit = ours["git_commit"].astype("string")
+    known = ours[ours["git_commit"].notna() & (ours["git_commit"] != "unknown")]
+    if ref is None and not known.empty:
+        ref = str(known.sort_values("start_time")["git_commit"].iloc[-1])
+    commit = ours["git_commit"].astype("string").replace("unknown", pd.NA)  # outside a git checkout
     other = commit.notna() & ~commit.fillna("").map(lambda c: bool(ref) and (c.startswith(ref) or ref.startswith(c)))
     other &= bool(ref)
     if hash_fn is not None:
@@ -195,8 +196,8 @@ def render_table(df: pd.DataFrame, spec: TableSpec, hash_fn: HashFn | None = Non
         notes.append(f"{DAGGER} made at another git commit than the table's reference `{str(ref)[:10]}`.")
     if any(DDAGGER in m for m in marks):
         notes.append(
-            f"{DDAGGER} its config hash differs from what its name composes today: "
-            "the config changed since; re-run it (`+force=true`) to compare like with like."
+            f"{DDAGGER} its config hash differs from what its name (and seed) composes today: the config "
+            "tree changed since, or the run had overrides its name does not show. Re-run to compare like with like."
         )
     return text + ("\n\n" + "\n".join(f"{n}  " for n in notes).rstrip() if notes else "")
 
