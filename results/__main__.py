@@ -47,6 +47,8 @@ def _render(args: argparse.Namespace, uri: str) -> int:
         except MarkerError as exc:
             print(f"error: {path}: {exc}", file=sys.stderr)
             return 2
+        if "segsweep:begin" not in old:
+            print(f"{path}: no <!-- segsweep:begin KEY --> blocks, nothing to render", file=sys.stderr)
         if args.dry_run:
             sys.stdout.write(diff(old, new, str(path)))
         if new != old:
