@@ -192,3 +192,30 @@ def test_deeplabv3_rates_double_at_os8() -> None:
     rates16 = [b[0].dilation[0] for b in m16.head.aspp.branches[1:]]
     rates8 = [b[0].dilation[0] for b in m8.head.aspp.branches[1:]]
     assert rates16 == [6, 12, 18] and rates8 == [12, 24, 36]
+
+
+def test_summary_cli_last_line_is_params(capsys: pytest.CaptureFixture[str]) -> None:
+    from models.summary import main
+
+    main(["dataset=camvid", "backbone=dense30k12", "backbone.blocks=[2,2,2,2]", "model.decoder=newdid6", "--size", "33"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(line.startswith("block4 (2 layers)") for line in lines)
+    cfg = make_cfg(["dataset=camvid", "backbone=dense30k12", "backbone.blocks=[2,2,2,2]", "model.decoder=newdid6"])
+    assert lines[-1] == f"{count_params_m(build_model(cfg)):.2f}"
+
+
+def test_summary_cli_accepts_a_notes_name(capsys: pytest.CaptureFixture[str]) -> None:
+    from models.summary import main
+
+    main(["camvid.scratch.imagesize321.stem.nocompression.nopooling.dense30k48.newdid6.scale16", "--size", "33"])
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "11.65"
+
+
+def test_models_import_no_hydra_or_tracking() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, models.build, models.summary; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in "
+            "('hydra', 'mlflow', 'submitit', 'sweeper', 'optuna')]; print(bad); assert not bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
