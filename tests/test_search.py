@@ -16,11 +16,13 @@ from pathlib import Path
 import optuna
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from hydra_plugins.segsweep_optuna._search import outcome_from_return
 from hydra_plugins.segsweep_optuna._space import (
     SearchSpaceError,
     format_value,
@@ -48,6 +50,10 @@ def main(cfg: DictConfig):
     if "optuna" in cfg:
         tags["segsweep.trial"] = str(cfg.optuna.trial_number)
     cb = PruningCallback(cfg.optuna) if "optuna" in cfg else None
+    if cfg.skip_as_finished:  # like the task finding a FINISHED run of the same key (value left out)
+        with mlflow.start_run(run_name="earlier") as earlier:
+            mlflow.log_metric("final_val_mIoU", 42.0)
+        return {"status": "SKIPPED", "value": None, "run_id": earlier.info.run_id, "name": "earlier"}
     run = mlflow.start_run(run_name=tags["segsweep.name"], tags=tags)
     try:
         if cfg.crash_y is not None and cfg.y == cfg.crash_y:
@@ -86,6 +92,7 @@ y: 1
 epochs: 3
 sleep: 0.05
 crash_y: null
+skip_as_finished: false
 tracking:
   uri: sqlite:///mlflow.db
   experiment: toy
@@ -229,6 +236,7 @@ def test_pruner_specs() -> None:
 # ---------------------------------------------------------------- real searches
 
 
+@pytest.mark.slow  # the same checks run end to end in test_e2e_async_search_through_the_pool
 def test_async_search_pool_tracks_trials_and_resumes(toy: Path) -> None:
     run_toy(toy, "hydra/launcher=submitit_local", "hydra.sweeper.n_jobs=2")
     study = load_study(toy)
@@ -469,3 +477,32 @@ def test_median_pruner_prunes_in_the_job(toy: Path) -> None:
     best = max(t.value for t in trials if t.state == TrialState.COMPLETE)
     assert len(trials) == 4 and pruned
     assert all(len(t.intermediate_values) < 3 and t.params["x"] * 100 < best for t in pruned)
+
+
+def _job_return(value: object, status: JobStatus = JobStatus.COMPLETED) -> JobReturn:
+    ret = JobReturn(overrides=[], status=status)
+    ret.return_value = value
+    return ret
+
+
+def test_job_returns_map_to_trial_states() -> None:
+    def state(value: object, status: JobStatus = JobStatus.COMPLETED) -> tuple:
+        out = outcome_from_return(_job_return(value, status))
+        return out.state, out.value
+
+    assert state({"status": "FINISHED", "value": 12.5, "run_id": "r"}) == (TrialState.COMPLETE, 12.5)
+    assert state({"status": "SKIPPED", "value": 3.0, "run_id": "r"}) == (TrialState.COMPLETE, 3.0)
+    assert state({"status": "PRUNED", "value": None, "run_id": "r"}) == (TrialState.PRUNED, None)
+    assert state({"status": "FAILED", "value": None, "error": "boom"}) == (TrialState.FAIL, None)
+    assert state({"status": "FINISHED", "value": float("nan")}) == (TrialState.FAIL, None)
+    assert state(0.5) == (TrialState.COMPLETE, 0.5)
+    assert state(None) == (TrialState.FAIL, None)
+    assert state(RuntimeError("job raised"), JobStatus.FAILED) == (TrialState.FAIL, None)
+    assert outcome_from_return(_job_return(RuntimeError("x\ny"), JobStatus.FAILED)).error == "RuntimeError: x"
+    assert outcome_from_return(_job_return({"status": "SKIPPED", "value": None, "run_id": "r"})).skipped
+
+
+def test_skipped_trial_takes_the_finished_runs_value(toy: Path) -> None:
+    run_toy(toy, "skip_as_finished=true", "hydra.sweeper.n_trials=1")
+    (trial,) = load_study(toy).trials
+    assert trial.state == TrialState.COMPLETE and trial.value == 42.0

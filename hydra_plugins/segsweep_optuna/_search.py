@@ -33,6 +33,7 @@ from ._space import SearchSpace, grid_search_space, parse_search_space, quote, t
 log = logging.getLogger(__name__)
 
 INTERRUPTED_ATTR = "segsweep.interrupted"
+OBJECTIVE_METRIC = "final_val_mIoU"  # read from MLflow when a SKIPPED job returns no value
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp")
 
 
@@ -49,6 +50,7 @@ class Outcome:
     run_id: str | None = None
     name: str | None = None
     error: str | None = None
+    skipped: bool = False  # SKIPPED (a finished run of the same key exists): value may come from MLflow
 
 
 def outcome_from_return(ret: JobReturn) -> Outcome:
@@ -64,6 +66,8 @@ def outcome_from_return(ret: JobReturn) -> Outcome:
             return Outcome(TrialState.PRUNED, None, run_id, name)
         if status in ("FINISHED", "COMPLETE", "SKIPPED") and value is not None:
             return Outcome(TrialState.COMPLETE, value, run_id, name)
+        if status == "SKIPPED" and run_id:
+            return Outcome(TrialState.FAIL, None, run_id, name, "skipped: no objective value", skipped=True)
         error = rv.get("error") or f"job ended {status} without a finite objective value"
         return Outcome(TrialState.FAIL, None, run_id, name, _first_line(error))
     if isinstance(rv, (int, float)) and not isinstance(rv, bool) and _finite(rv) is not None:
@@ -140,6 +144,9 @@ class Search:
                 "The basic launcher runs jobs in this process, one at a time: n_jobs=%d -> 1", self.n_jobs
             )
             self.n_jobs = 1
+        launcher_cfg = self.cfg.get("launcher") if self.cfg is not None else None
+        if launcher_cfg is not None and launcher_cfg.get("detach"):
+            raise ValueError("launcher.detach=true cannot drive a search (trials must report back): drop it")
         self.parent: SearchParentRun | None = None
         self.grid_done = False
 
@@ -282,6 +289,23 @@ class Search:
             ) from e
         return trial, overrides
 
+    def _value_from_mlflow(self, out: Outcome) -> Outcome:
+        """A SKIPPED trial without a value: take the finished run's objective from MLflow."""
+        if not (out.skipped and out.run_id and self.tracking_uri):
+            return out
+        try:
+            from mlflow.tracking import MlflowClient
+
+            metrics = MlflowClient(tracking_uri=self.tracking_uri).get_run(out.run_id).data.metrics
+        except Exception as e:
+            out.error = f"skipped: cannot read run {out.run_id} ({_first_line(e)})"
+            return out
+        value = _finite(metrics.get(OBJECTIVE_METRIC))
+        if value is None:
+            out.error = f"skipped: run {out.run_id} has no {OBJECTIVE_METRIC}"
+            return out
+        return Outcome(TrialState.COMPLETE, value, out.run_id, out.name)
+
     def _tell(self, study: optuna.Study, trial: Trial, out: Outcome) -> None:
         for k, v in (("mlflow_run_id", out.run_id), ("name", out.name), ("error", out.error)):
             if v is not None:
@@ -375,7 +399,7 @@ class Search:
                     break
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for fut in done:
-                    out = fut.result()
+                    out = self._value_from_mlflow(fut.result())
                     self._tell(study, running.pop(fut), out)
                     if out.state == TrialState.FAIL:
                         failed += 1
