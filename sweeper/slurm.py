@@ -11,9 +11,12 @@ import logging
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,8 @@ def sacct_states(job_ids: Iterable[str], timeout: float = 30) -> dict[str, str]:
     """SLURM state of each job (``123`` or array task ``123_4``), read with ``sacct --parsable2``.
 
     States are sacct's first word (``CANCELLED by 0`` -> ``CANCELLED``); an array id also yields
-    each of its tasks. Unknown ids are left out. Raises ``RuntimeError`` (one line) when sacct fails.
+    each of its tasks. Jobs that sacct does not list yet (slurmdbd lags submission) are read from
+    squeue; unknown ids are left out. Raises ``RuntimeError`` (one line) when sacct fails.
     """
     ids = sorted({str(j) for j in job_ids})
     if not ids:
@@ -56,6 +60,19 @@ def sacct_states(job_ids: Iterable[str], timeout: float = 30) -> dict[str, str]:
         detail = getattr(error, "stderr", "") or str(error)
         raise RuntimeError(f"sacct failed ({detail.strip()[:200]}): is SLURM accounting (slurmdbd) "
                            f"reachable from this machine?") from error
+    states = _parse(out)
+    missing = [j for j in ids if j not in states and not any(k.startswith(j + "_") for k in states)]
+    if missing:  # just submitted: slurmdbd may not know the job yet, squeue does
+        cmd = ["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(missing)]
+        try:
+            squeue = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False).stdout
+            states.update({k: v for k, v in _parse(squeue).items() if k not in states})
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return states
+
+
+def _parse(out: str) -> dict[str, str]:
     states: dict[str, str] = {}
     for line in out.splitlines():
         job_id, _, state = line.partition("|")
@@ -96,6 +113,17 @@ def job_tags(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in tags.items() if v}
 
 
+def tag_run(cfg: DictConfig, run_id: str) -> dict[str, str]:
+    """Set :func:`job_tags` on ``run_id`` in the cell's tracking store; returns the tags."""
+    from sweeper import tracking
+    from sweeper.task import launch_dir
+
+    tags = job_tags()
+    if tags:
+        tracking.set_tags(tracking.client_for(tracking.tracking_uri(cfg, launch_dir())), run_id, tags)
+    return tags
+
+
 # --------------------------------------------------------------------------------------------------
 # the sweep's manifest: what the launcher submitted
 
@@ -115,3 +143,113 @@ def read_manifest(sweep_dir: Path) -> list[dict[str, Any]]:
     """The cells ``write_manifest`` recorded for a sweep dir (empty if none)."""
     path = Path(sweep_dir) / MANIFEST
     return json.loads(path.read_text()) if path.exists() else []
+
+
+# --------------------------------------------------------------------------------------------------
+# before submission: which cells are already FINISHED
+
+
+def cell_info(cfg: DictConfig) -> dict[str, Any]:
+    """What the launcher records about a cell before submitting it (the launcher's ``cell_info``).
+
+    ``cfg`` is the cell's composed sweep config (with ``hydra``). The cell is resolved as
+    ``sweeper.task.run_job`` resolves it (seed name under the explicit overrides); the result has its
+    ``name``, ``run_key``, tracking ``uri`` and ``experiment``, and ``finished_run_id`` when the run
+    key already has a FINISHED run (never under ``+force=true``): such a cell is not submitted. The
+    store and experiment are created here, once, before any job starts (no migration race). A cell
+    whose config does not resolve is submitted anyway: its job records the error.
+    """
+    from sweeper import naming, tracking
+    from sweeper.task import launch_dir, resolve_config
+
+    overrides = list(OmegaConf.select(cfg, "hydra.overrides.task", default=None) or [])
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    try:
+        cfg = resolve_config(cfg, overrides)
+        name, config_hash = naming.compose(cfg), naming.config_hash(cfg)
+    except Exception as error:  # noqa: BLE001 - the job reports it, with its traceback, in MLflow
+        log.debug("cell does not resolve (%s): submitted", error)
+        return {}
+    uri = tracking.tracking_uri(cfg, launch_dir())
+    experiment = str(cfg.tracking.experiment)
+    experiment_id = tracking.ensure_experiment(uri, experiment)
+    key = f"{name}@{config_hash}"
+    info: dict[str, Any] = {"name": name, "run_key": key, "uri": uri, "experiment": experiment}
+    if not cfg.get("force"):
+        runs = tracking.find_runs(tracking.client_for(uri), experiment_id, key)
+        if runs and runs[0].info.status == "FINISHED":
+            info["finished_run_id"] = runs[0].info.run_id
+    return info
+
+
+# --------------------------------------------------------------------------------------------------
+# status of a sweep: the manifest + sacct + MLflow
+
+
+def sweep_status(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per submitted cell: its SLURM job id and sacct state, and its MLflow run and status.
+
+    ``state`` is the run's MLflow status once it has ended (FINISHED/FAILED/KILLED), else the SLURM
+    state (PENDING/RUNNING/COMPLETED/FAILED/TIMEOUT/PREEMPTED/CANCELLED...).
+    """
+    cells = read_manifest(sweep_dir)
+    slurm = sacct_states(c["slurm_job_id"] for c in cells) if cells else {}
+    rows = []
+    for cell in cells:
+        run = _mlflow_run(cell)
+        slurm_state = slurm.get(cell["slurm_job_id"], "UNKNOWN")
+        mlflow_state = run.info.status if run is not None else ""
+        state = mlflow_state if mlflow_state in {"FINISHED", "FAILED", "KILLED"} else slurm_state
+        rows.append({"cell": cell["job_num"], "name": cell.get("name", " ".join(cell["overrides"])),
+                     "slurm_job_id": cell["slurm_job_id"], "slurm_state": slurm_state,
+                     "mlflow_status": mlflow_state, "run_id": run.info.run_id if run is not None else "",
+                     "state": state, "stdout": cell.get("stdout", "")})
+    return rows
+
+
+def _mlflow_run(cell: Mapping[str, Any]) -> Any:
+    if not cell.get("run_key") or not cell.get("uri"):
+        return None
+    from sweeper import tracking
+
+    client = tracking.client_for(cell["uri"])
+    experiment = client.get_experiment_by_name(cell["experiment"])
+    if experiment is None:
+        return None
+    runs = tracking.find_runs(client, experiment.experiment_id, cell["run_key"])
+    return runs[0] if runs else None
+
+
+def format_status(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A plain-text table of :func:`sweep_status` rows."""
+    cols = ("cell", "state", "slurm_job_id", "slurm_state", "mlflow_status", "run_id", "name")
+    table = [cols, *[tuple(str(r[c]) for c in cols) for r in rows]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in table)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sweeper.slurm status <sweep dir>``: the cells of a SLURM sweep and their states."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sweeper.slurm", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("status", help="cells of a sweep dir, SLURM + MLflow states").add_argument("sweep_dir")
+    args = parser.parse_args(argv)
+    sweep_dir = Path(args.sweep_dir)
+    if not (sweep_dir / MANIFEST).exists():
+        print(f"error: {sweep_dir / MANIFEST} not found: give the hydra.sweep.dir of a launcher=slurm sweep",
+              file=sys.stderr)
+        return 2
+    try:
+        print(format_status(sweep_status(sweep_dir)))
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,7 +3,7 @@
 On top of hydra-submitit-launcher's ``submitit_slurm`` it
 
 - submits one ``sbatch`` array per batch, leaving out cells that already have a FINISHED run
-  (``launcher.skip_if``: a function cfg -> finished run id or None);
+  (``launcher.cell_info``: a function cfg -> dict, see ``sweeper.slurm.cell_info``);
 - writes ``<sweep dir>/slurm_jobs.json`` (cell -> SLURM job id, log paths) for ``status``;
 - returns right after submission when ``launcher.detach=true`` (fire and forget);
 - warns when the tracking URI is sqlite (fine only while every job shares this machine's disk).
@@ -62,8 +62,8 @@ def _import(dotted: str) -> Callable[[DictConfig], Any]:
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as error:
-        raise ValueError(f"launcher.skip_if={dotted!r} cannot be imported ({error}): give the dotted path "
-                         f"of a function cfg -> finished run id or None, or launcher.skip_if=null") from error
+        raise ValueError(f"launcher.cell_info={dotted!r} cannot be imported ({error}): give the dotted path "
+                         f"of a function cfg -> dict (sweeper.slurm.cell_info), or null") from error
 
 
 class SegsweepSlurmLauncher(SlurmLauncher):
@@ -73,8 +73,21 @@ class SegsweepSlurmLauncher(SlurmLauncher):
         assert self.hydra_context is not None and self.config is not None
         return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
 
-    def _finished(self, overrides: Sequence[str], skip_if: Callable[[DictConfig], Any] | None) -> Any:
-        return skip_if(self._cell_config(overrides)) if skip_if is not None else None
+    def _info(self, overrides: Sequence[str], cell_info: Callable[[DictConfig], Any] | None) -> dict:
+        return dict(cell_info(self._cell_config(overrides)) or {}) if cell_info is not None else {}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
+        """Run the cell inside the SLURM job, then tag its run with the job id, requeues and logs."""
+        ret = super().__call__(*args, **kwargs)
+        try:
+            value = ret.return_value if ret.status == JobStatus.COMPLETED else None
+            if isinstance(value, dict) and value.get("run_id") and value.get("status") != "SKIPPED":
+                from sweeper.slurm import tag_run
+
+                tag_run(ret.cfg, str(value["run_id"]))
+        except Exception as error:  # noqa: BLE001 - tags are a convenience, never fail the cell
+            log.warning("could not tag the run with its SLURM job: %s", error)
+        return ret
 
     def _executor(self) -> Any:
         import submitit
@@ -91,54 +104,50 @@ class SegsweepSlurmLauncher(SlurmLauncher):
         assert self.config is not None
         opts = _launcher_opts(self.config)
         warn_if_sqlite(self.config)
-        skip_if = _import(str(opts.skip_if)) if opts.get("skip_if") else None
+        cell_info = _import(str(opts.cell_info)) if opts.get("cell_info") else None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
 
         returns: dict[int, JobReturn] = {}
-        todo: list[tuple[int, list[str]]] = []
+        todo: list[tuple[int, list[str], dict]] = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-            done = self._finished(overrides, skip_if)
-            if done is not None:
-                log.info("\t#%d : %s -> already FINISHED (%s), not submitted", idx,
-                         " ".join(filter_overrides(overrides)), done)
-                returns[idx] = _skipped_return(overrides, done)
+            info = self._info(overrides, cell_info)
+            if info.get("finished_run_id"):
+                log.info("\t#%d : %s -> already FINISHED (run %s), not submitted", idx,
+                         " ".join(filter_overrides(overrides)), info["finished_run_id"])
+                returns[idx] = _return(overrides, "SKIPPED", info, run_id=info["finished_run_id"])
             else:
-                todo.append((idx, list(overrides)))
+                todo.append((idx, list(overrides), info))
         if todo:
             returns.update(self._submit(todo, sweep_dir, detach=bool(opts.get("detach", False))))
         else:
             log.info("all %d cells already FINISHED: nothing submitted", len(job_overrides))
         return [returns[i] for i in sorted(returns)]
 
-    def _submit(self, todo: list[tuple[int, list[str]]], sweep_dir: Path, detach: bool) -> dict[int, JobReturn]:
+    def _submit(self, todo: list[tuple[int, list[str], dict]], sweep_dir: Path,
+                detach: bool) -> dict[int, JobReturn]:
         executor = self._executor()
         params = []
-        for idx, overrides in todo:
+        for idx, overrides, _ in todo:
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
             params.append((overrides, "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
         jobs = executor.map_array(self, *zip(*params, strict=True))
         cells = [{"job_num": idx, "overrides": overrides, "slurm_job_id": job.job_id,
-                  "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)}
-                 for (idx, overrides), job in zip(todo, jobs, strict=True)]
+                  "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr), **info}
+                 for (idx, overrides, info), job in zip(todo, jobs, strict=True)]
         manifest = write_manifest(sweep_dir, cells)
         array = jobs[0].job_id.split("_")[0]
         log.info("submitted %d cells as SLURM array %s (%s)", len(jobs), array, manifest)
         if detach:
             log.info("launcher.detach=true: not waiting; follow with `python -m sweeper status` or "
                      "`sacct -j %s`", array)
-            return {idx: _detached_return(overrides, job.job_id) for (idx, overrides), job in zip(
-                todo, jobs, strict=True)}
-        return {idx: job.results()[0] for (idx, _), job in zip(todo, jobs, strict=True)}
+            return {idx: _return(overrides, "SUBMITTED", info, slurm_job_id=job.job_id)
+                    for (idx, overrides, info), job in zip(todo, jobs, strict=True)}
+        return {idx: job.results()[0] for (idx, _, _), job in zip(todo, jobs, strict=True)}
 
 
-def _skipped_return(overrides: Sequence[str], run: Any) -> JobReturn:
+def _return(overrides: Sequence[str], status: str, info: dict, run_id: str | None = None, **extra: Any) -> JobReturn:
+    """A JobReturn for a cell that was not run here, shaped like ``sweeper.task``'s results."""
     ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
-    ret.return_value = run
-    return ret
-
-
-def _detached_return(overrides: Sequence[str], job_id: str) -> JobReturn:
-    ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
-    ret.return_value = {"slurm_job_id": job_id, "detached": True}
+    ret.return_value = {"status": status, "name": info.get("name", ""), "run_id": run_id, "value": None, **extra}
     return ret

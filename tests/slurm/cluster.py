@@ -98,6 +98,9 @@ def release_requeued(job_id: str, timeout: float = 60) -> None:
     while time.monotonic() < end:
         out = _run("squeue", "-h", "-j", job_id, "-o", "%T|%r").stdout.strip()
         if out.startswith("PENDING") and "BeginTime" in out:
+            # slurmd refuses a credential created in the same second as the old one's revocation
+            # ("Killing non-startable batch JobId=...: Job credential revoked"): start 2 s later
+            time.sleep(2)
             _run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
             return
         time.sleep(0.3)

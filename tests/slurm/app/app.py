@@ -18,10 +18,10 @@ def cell_dir(cfg: DictConfig) -> Path:
     return Path(str(cfg.out)) / f"x{cfg.x}"
 
 
-def finished(cfg: DictConfig) -> str | None:
-    """The launcher's skip_if: the cell's done marker, if any."""
+def cell_info(cfg: DictConfig) -> dict:
+    """The launcher's cell_info: a cell with a done marker is finished."""
     done = cell_dir(cfg) / "done"
-    return str(done) if done.exists() else None
+    return {"name": f"x{cfg.x}", **({"finished_run_id": str(done)} if done.exists() else {})}
 
 
 @hydra.main(version_base=None, config_path="conf", config_name="app")
