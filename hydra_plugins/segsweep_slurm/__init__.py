@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,15 @@ class SegsweepSlurmLauncher(SlurmLauncher):
         for idx, overrides, _ in todo:
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
             params.append((overrides, "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
-        jobs = executor.map_array(self, *zip(*params, strict=True))
+        if shutil.which("sbatch") is None:
+            raise RuntimeError("launcher=slurm needs SLURM's sbatch on PATH: run on a cluster login node, or "
+                               "start the local cluster (scripts/local-slurm-start.sh, see docs/slurm.md)")
+        try:
+            jobs = executor.map_array(self, *zip(*params, strict=True))
+        except Exception as error:
+            first = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            raise RuntimeError(f"sbatch refused the sweep ({first}): check hydra.launcher.partition and the "
+                               f"resources (gpus_per_node, mem_gb, cpus_per_task) against `sinfo`") from error
         cells = [{"job_num": idx, "overrides": overrides, "slurm_job_id": job.job_id,
                   "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr), **info}
                  for (idx, overrides, info), job in zip(todo, jobs, strict=True)]
