@@ -121,3 +121,25 @@ def test_preemption_signal_checkpoints_and_requeues(slurm_cluster: SlurmCluster,
     logs = "".join(p.read_text() for p in (slurm_tmp / "multirun" / ".submitit").glob("*/*_0_log.*"))
     assert "Caught signal SIGUSR2" in logs and "Calling checkpoint method" in logs
     assert "Requeued job" in logs
+
+
+def test_time_limit_signal_requeues_until_done(slurm_cluster: SlurmCluster, slurm_tmp: Path) -> None:
+    # a real --time=1 limit: SLURM itself sends USR2 signal_delay_s (40 s) before it, i.e. ~20 s in;
+    # each attempt checkpoints, requeues (max_num_timeout=3) and the next resumes after the last epoch
+    run_app(slurm_tmp, slurm_cluster, "x=7", "epochs=30", "sleep_s=1", "launcher.detach=true",
+            "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=40")
+    (job_id,) = [c["slurm_job_id"] for c in read_manifest(slurm_tmp / "multirun")]
+    end = time.monotonic() + 240
+    while not (slurm_tmp / "out" / "x7" / "done").exists():
+        assert time.monotonic() < end, f"job {job_id} did not finish: {epochs(slurm_tmp, 7)[-1:]}"
+        queued = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T|%r"], capture_output=True,
+                                text=True).stdout
+        if queued.startswith("PENDING") and "BeginTime" in queued:
+            release_requeued(job_id)
+        time.sleep(1)
+    assert wait_final([job_id])[job_id] == "COMPLETED"
+    lines = epochs(slurm_tmp, 7)
+    assert [int(e[0]) for e in lines] == list(range(1, 31))
+    assert int(lines[-1][2]) >= 1  # finished in a requeued attempt
+    logs = "".join(p.read_text() for p in (slurm_tmp / "multirun" / ".submitit").glob("*/*_0_log.out"))
+    assert "this job is timed-out" in logs and "remaining timeouts" in logs
