@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -18,6 +19,8 @@ from engine.train import train, validate_config
 from sweeper import naming, tracking
 
 LAUNCH_DIR_ENV = "SEGSWEEP_LAUNCH_DIR"
+PARENTS_ENV = "SEGSWEEP_PARENT_RUNS"  # JSON {"<uri>|<experiment>": parent run id}, set by the launcher
+SWEEP_ID_ENV = "SEGSWEEP_SWEEP_ID"
 
 
 def launch_dir() -> Path:
@@ -60,11 +63,29 @@ def _extra_callbacks(cfg: DictConfig) -> list[Callback]:
     return []
 
 
+def sweep_tags(uri: str, experiment: str) -> dict[str, str]:
+    """``mlflow.parentRunId`` and ``segsweep.sweep_id`` of the sweep this job belongs to (from the
+    environment the launcher set up); empty outside a sweep."""
+    tags: dict[str, str] = {}
+    if os.environ.get(SWEEP_ID_ENV):
+        tags[tracking.TAG + "sweep_id"] = os.environ[SWEEP_ID_ENV]
+    try:
+        parents = json.loads(os.environ.get(PARENTS_ENV) or "{}")
+    except ValueError:
+        parents = {}
+    parent = parents.get(f"{uri}|{experiment}")
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    return tags
+
+
 def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     """Run one cell of a sweep; returns {"status", "name", "run_id", "value", ...}.
 
-    FINISHED runs of the same run key are skipped (``+force=true`` re-runs them); an unfinished run
-    whose checkpoint exists is resumed into the same MLflow run.
+    FINISHED runs of the same run key are skipped (``+force=true`` re-runs them); a RUNNING run with
+    a live heartbeat is left alone (SKIPPED, ``reason: running``); a FAILED/KILLED run, or a RUNNING
+    one whose heartbeat is stale, is taken over: resumed into the same MLflow run when its checkpoint
+    exists, else replaced by a new run.
     """
     cfg = resolve_config(cfg, overrides or [])
     name, config_hash = naming.compose(cfg), naming.config_hash(cfg)
@@ -78,20 +99,36 @@ def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     if previous is not None and previous.info.status == "FINISHED" and not force:
         print(f"[segsweep] skipped {name}: FINISHED as run {previous.info.run_id}", flush=True)
         return _result("SKIPPED", name, previous.info.run_id, previous.data.metrics.get("final_val_mIoU"))
+    stale_after = float(cfg.tracking.get("stale_after_s", 180))
+    if previous is not None and previous.info.status == "RUNNING" and not force:
+        if tracking.is_alive(previous, stale_after):
+            print(f"[segsweep] left alone {name}: RUNNING elsewhere as run {previous.info.run_id} "
+                  f"(live heartbeat)", flush=True)
+            return _result("SKIPPED", name, previous.info.run_id, None, reason="running")
+        print(f"[segsweep] taking over {name}: run {previous.info.run_id} is RUNNING with a stale "
+              f"heartbeat (its process is gone)", flush=True)
     if force and workdir.exists():
         shutil.rmtree(workdir)
-    resumable = (previous is not None and previous.info.status != "FINISHED"
+    resumable = (previous is not None and previous.info.status != "FINISHED" and not force
                  and (workdir / CHECKPOINT_NAME).exists())
+    parent_tags = sweep_tags(uri, str(cfg.tracking.experiment))
     if resumable:
         run_id = previous.info.run_id
         client.update_run(run_id, status="RUNNING")
         print(f"[segsweep] resuming {name} into run {run_id}", flush=True)
     else:
-        run_id = tracking.create_run(client, experiment_id, cfg, tracking.run_tags(cfg, name, config_hash, key))
+        if previous is not None and previous.info.status == "RUNNING":
+            client.set_terminated(previous.info.run_id, "KILLED")  # stale, nothing to resume
+        tags = tracking.run_tags(cfg, name, config_hash, key, parent_tags)
+        run_id = tracking.create_run(client, experiment_id, cfg, tags)
         print(f"[segsweep] run {name} -> {run_id} ({uri})", flush=True)
-    tracking.set_tags(client, run_id, {tracking.TAG + "workdir": str(workdir)})
+    where = {tracking.TAG + "workdir": str(workdir), tracking.TAG + "host": os.uname().nodename}
+    if "CUDA_VISIBLE_DEVICES" in os.environ:  # the GPU(s) a pool launcher gave this job
+        where[tracking.TAG + "cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
+    tracking.set_tags(client, run_id, {**where, **parent_tags})
     try:
-        metrics = train(cfg, [tracking.MlflowCallback(client, run_id), *_extra_callbacks(cfg)], workdir)
+        with tracking.Heartbeat(uri, run_id, float(cfg.tracking.get("heartbeat_s", 30))):
+            metrics = train(cfg, [tracking.MlflowCallback(client, run_id), *_extra_callbacks(cfg)], workdir)
     except StopTraining as stop:
         tracking.set_tags(client, run_id, {tracking.TAG + "stopped": stop.reason,
                                            tracking.TAG + "pruned": str(stop.reason == "pruned").lower()})

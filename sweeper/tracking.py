@@ -11,6 +11,7 @@ import functools
 import math
 import os
 import subprocess
+import threading
 import time
 import traceback
 from collections.abc import Iterable, Mapping
@@ -142,6 +143,65 @@ def create_run(client: MlflowClient, experiment_id: str, cfg: DictConfig, tags: 
 def heartbeat(client: MlflowClient, run_id: str) -> None:
     """Mark the run as alive now (pid@host and time), for the stale-run check of re-runs."""
     client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}:{os.getpid()}@{os.uname().nodename}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process is not running it: whoever did is gone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped) is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def is_alive(run: Any, stale_after_s: float = 180.0) -> bool:
+    """Whether a RUNNING run's process is still alive.
+
+    On this host the heartbeat's pid decides; on another host the heartbeat's age (newer than
+    ``stale_after_s``). A run without a heartbeat counts from its start time.
+    """
+    beat = run.data.tags.get(HEARTBEAT_TAG, "")
+    try:
+        stamp, who = beat.split(":", 1)
+        pid, host = who.split("@", 1)
+        when = float(stamp)
+    except ValueError:
+        when, pid, host = (run.info.start_time or 0) / 1000, "", ""
+    if host == os.uname().nodename and pid.isdigit():
+        return _pid_alive(int(pid))
+    return time.time() - when < stale_after_s
+
+
+class Heartbeat:
+    """Context manager: a daemon thread that refreshes the run's heartbeat every ``interval_s``."""
+
+    def __init__(self, uri: str, run_id: str, interval_s: float = 30.0):
+        self.client, self.run_id, self.interval_s = client_for(uri), run_id, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="segsweep-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                heartbeat(self.client, self.run_id)
+            except Exception:  # noqa: BLE001 - a missed beat is retried at the next interval
+                pass
+            if self._stop.wait(self.interval_s):
+                return
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 def record_failure(client: MlflowClient, run_id: str, error: BaseException) -> None:

@@ -14,10 +14,12 @@ from sweeper.task import run_job
 from tests.conftest import FAST, REPO, subprocess_env
 
 
-def _runs(uri: str, experiment: str = "synthetic") -> list:
+def _runs(uri: str, experiment: str = "synthetic", kind: str | None = None) -> list:
+    """The job runs (``kind=None``) or the sweeps' parent runs (``kind="sweep"``)."""
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
-    return [] if exp is None else client.search_runs([exp.experiment_id])
+    runs = [] if exp is None else client.search_runs([exp.experiment_id])
+    return [r for r in runs if r.data.tags.get("segsweep.kind") == kind]
 
 
 def test_one_epoch_run_is_tracked_under_its_canonical_name(store: str, tmp_path: Path):
@@ -91,6 +93,9 @@ def test_everyday_multirun_command(store: str, tmp_path: Path):
         "synthetic.scratch.imagesize32.dense30k36.scale2.batchsize4",
     ]
     assert {r.info.status for r in runs} == {"FINISHED"}
+    (parent,) = _runs(store, kind="sweep")  # the sweep is the parent run of its jobs
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    assert parent.info.status == "FINISHED" and "0 failed" not in result.stdout and "4 finished" in result.stdout
 
 
 def test_a_run_from_a_seed_name(store: str, tmp_path: Path):

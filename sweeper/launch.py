@@ -1,0 +1,184 @@
+"""The sweep around the jobs: one MLflow parent run per sweep, a cell manifest, the summary table.
+
+Used by segsweep's launcher (``hydra_plugins.segsweep_pool``): before any job starts it creates the
+store and experiments, opens (or re-opens, on a re-run) the parent run and writes
+``<sweep dir>/segsweep_cells.json``; the jobs find their parent through the environment
+(``sweeper.task.sweep_tags``); at the end the summary table is printed and :class:`SweepSummary`
+makes the command exit non-zero when a job failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "segsweep_cells.json"
+KIND_TAG = "segsweep.kind"
+#: returns of the last sweep launched in this process (read by SweepSummary)
+LAST: dict[str, Any] = {"returns": [], "detached": False}
+
+
+def sweep_overrides(config: DictConfig) -> list[str]:
+    """The sweep's own overrides (the command line without hydra.*, launcher.* and +force)."""
+    task = list(OmegaConf.select(config, "hydra.overrides.task", default=None) or [])
+    return [o for o in task if not o.lstrip("+~").startswith(("hydra.", "launcher.", "force="))]
+
+
+def sweep_id(config: DictConfig) -> str:
+    """A stable id of the sweep command: a re-run of the same command re-opens the same parent run."""
+    return hashlib.sha256("\n".join(sorted(sweep_overrides(config))).encode()).hexdigest()[:12]
+
+
+def sweep_name(config: DictConfig) -> str:
+    return "sweep " + (" ".join(sweep_overrides(config)) or "(defaults)")
+
+
+def cell_info(cfg: DictConfig) -> dict[str, Any]:
+    """name, dataset, run_key, uri, experiment (+ experiment_id) of one composed cell; {} when the
+    cell does not resolve (its job records the error). Creates store and experiment (once, here)."""
+    from sweeper import naming, tracking
+    from sweeper.task import launch_dir, resolve_config
+
+    overrides = list(OmegaConf.select(cfg, "hydra.overrides.task", default=None) or [])
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    try:
+        cfg = resolve_config(cfg, overrides)
+        name, config_hash = naming.compose(cfg), naming.config_hash(cfg)
+    except Exception:  # noqa: BLE001 - the job reports it, with its traceback, in MLflow
+        return {}
+    uri = tracking.tracking_uri(cfg, launch_dir())
+    experiment = str(cfg.tracking.experiment)
+    return {"name": name, "dataset": str(cfg.dataset.name), "run_key": f"{name}@{config_hash}", "uri": uri,
+            "experiment": experiment, "experiment_id": tracking.ensure_experiment(uri, experiment),
+            "epochs": int(cfg.train.epochs)}
+
+
+def open_parents(config: DictConfig, cells: Sequence[Mapping[str, Any]], sweep_dir: Path) -> dict[str, str]:
+    """Open or re-open one parent run per (store, experiment) of the cells; set the jobs' environment.
+
+    Returns {"<uri>|<experiment>": parent run id}.
+    """
+    from sweeper import tracking
+    from sweeper.task import PARENTS_ENV, SWEEP_ID_ENV
+
+    sid, name = sweep_id(config), sweep_name(config)
+    parents: dict[str, str] = {}
+    for cell in cells:
+        if not cell or f"{cell['uri']}|{cell['experiment']}" in parents:
+            continue
+        client = tracking.client_for(cell["uri"])
+        found = client.search_runs([cell["experiment_id"]], filter_string=(
+            f"tags.`{KIND_TAG}` = 'sweep' and tags.`{tracking.TAG}sweep_id` = '{sid}'"), max_results=1)
+        if found:
+            run_id = found[0].info.run_id
+            client.update_run(run_id, status="RUNNING")
+        else:
+            run_id = client.create_run(cell["experiment_id"], run_name=name, tags={
+                KIND_TAG: "sweep", tracking.TAG + "sweep_id": sid, tracking.TAG + "sweep": name,
+                "mlflow.runName": name}).info.run_id
+        tracking.set_tags(client, run_id, {tracking.TAG + "sweep_dir": str(sweep_dir)})
+        parents[f"{cell['uri']}|{cell['experiment']}"] = run_id
+    os.environ[PARENTS_ENV] = json.dumps(parents)
+    os.environ[SWEEP_ID_ENV] = sid
+    return parents
+
+
+def write_manifest(sweep_dir: Path, config: DictConfig, cells: Sequence[Mapping[str, Any]],
+                   parents: Mapping[str, str]) -> Path:
+    path = sweep_dir / MANIFEST
+    data = {"sweep_id": sweep_id(config), "sweep": sweep_name(config), "parents": dict(parents),
+            "cells": [dict(c) for c in cells]}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+    return path
+
+
+def result(ret: JobReturn) -> dict[str, Any]:
+    """The task's result dict of a JobReturn (a job that raised outside the task counts as FAILED)."""
+    if ret.status == JobStatus.COMPLETED and isinstance(ret._return_value, dict):
+        return ret._return_value
+    error = ret._return_value
+    first = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+    return {"status": "FAILED", "name": "", "run_id": None, "value": None, "error": first}
+
+
+def close_parents(parents: Mapping[str, str], returns: Sequence[JobReturn], interrupted: bool = False) -> None:
+    from sweeper import tracking
+
+    failed = any(result(r).get("status") == "FAILED" for r in returns)
+    status = "KILLED" if interrupted else "FAILED" if failed else "FINISHED"
+    for key, run_id in parents.items():
+        try:
+            tracking.client_for(key.split("|", 1)[0]).set_terminated(run_id, status)
+        except Exception as error:  # noqa: BLE001 - the jobs' own runs are what matters
+            log.warning("could not close the sweep's parent run %s: %s", run_id, error)
+
+
+def summary(returns: Sequence[JobReturn], cells: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The sweep's summary table (one row per job) and a count line."""
+    from tabulate import tabulate
+
+    rows, counts = [], {}
+    for i, ret in enumerate(returns):
+        res = result(ret)
+        status = str(res.get("status"))
+        counts[status] = counts.get(status, 0) + 1
+        name = res.get("name") or (cells[i].get("name") if i < len(cells) and cells[i] else "") or \
+            " ".join(ret.overrides or [])
+        value = res.get("value")
+        note = res.get("error") or res.get("reason") or ""
+        rows.append([i, status, name, res.get("run_id") or "", "" if value is None else f"{value:.2f}", note])
+    table = tabulate(rows, headers=["job", "status", "name", "run id", "val mIoU", "note"])
+    return table + "\n" + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+
+
+def report(returns: Sequence[JobReturn], cells: Sequence[Mapping[str, Any]] = (), detached: bool = False) -> None:
+    """Print the summary table and remember the returns for :class:`SweepSummary`."""
+    LAST["returns"], LAST["detached"] = list(returns), detached
+    if not detached:
+        print("\n[segsweep] sweep summary\n" + summary(returns, cells), flush=True)
+
+
+def any_failed(returns: Sequence[JobReturn]) -> bool:
+    return any(result(r).get("status") == "FAILED" for r in returns)
+
+
+try:  # Hydra's callback base (always there when a sweep runs)
+    from hydra.experimental.callback import Callback as _HydraCallback
+except ImportError:  # pragma: no cover
+    _HydraCallback = object  # type: ignore[assignment,misc]
+
+
+class SweepSummary(_HydraCallback):
+    """Hydra callback: a multirun with a FAILED job exits with status 1 (after the other callbacks).
+
+    Also collects the returns of launchers that run jobs in this process (Hydra's basic launcher)
+    and prints their summary.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled, self._seen = enabled, []
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        self._seen.append(job_return)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        returns = LAST["returns"]
+        if not returns and self._seen:
+            report(self._seen)
+            returns = self._seen
+        if self.enabled and not LAST["detached"] and any_failed(returns):
+            raise SystemExit(1)

@@ -1,0 +1,235 @@
+"""Running a sweep's jobs here: sequentially in-process, in a pool of worker processes (one job per
+GPU slot, or N CPU workers), or in a detached process that outlives the command.
+
+``python -m sweeper.pool job PAYLOAD RESULT`` runs one pickled job (a pool worker);
+``python -m sweeper.pool detached PAYLOAD`` runs a whole pickled sweep (``launcher.detach=true``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from sweeper import launch as sweep
+
+log = logging.getLogger(__name__)
+POOL_DIR = ".pool"
+
+
+def _opts(config: DictConfig) -> DictConfig:
+    return config.get("launcher") or OmegaConf.create({})
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use: CUDA_VISIBLE_DEVICES when set, else those `nvidia-smi -L` lists."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(x for x in out.splitlines() if x.startswith("GPU "))]
+
+
+def slots(opts: DictConfig, gpus: Sequence[str] | None = None) -> list[list[str] | None]:
+    """The pool's slots: GPU id groups of ``gpus_per_job`` (one job each), or ``workers`` CPU slots."""
+    gpus = visible_gpus() if gpus is None else list(gpus)
+    if gpus:
+        per = int(opts.get("gpus_per_job") or 1)
+        if per < 1 or per > len(gpus):
+            raise ValueError(f"launcher.gpus_per_job={per} but {len(gpus)} GPU(s) are visible "
+                             f"({','.join(gpus)}): choose 1..{len(gpus)}")
+        return [list(gpus[i:i + per]) for i in range(0, len(gpus) - per + 1, per)]
+    workers = int(opts.get("workers") or 1)
+    if workers < 1:
+        raise ValueError(f"launcher.workers={workers} must be >= 1")
+    return [None] * workers
+
+
+def run_one(launcher: Any, overrides: Sequence[str], idx: int, singleton_state: Any = None) -> JobReturn:
+    """Run one job as Hydra's launchers do (sweep config, job dir, callbacks)."""
+    if singleton_state is not None:
+        Singleton.set_state(singleton_state)
+    setup_globals()
+    cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    with open_dict(cfg):
+        cfg.hydra.job.id = idx
+        cfg.hydra.job.num = idx
+    return run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function, config=cfg,
+                   job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+
+
+def _failed(overrides: Sequence[str], name: str, error: str) -> JobReturn:
+    ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
+    ret.return_value = {"status": "FAILED", "name": name, "run_id": None, "value": None, "error": error}
+    return ret
+
+
+def _sequential(launcher: Any, jobs: list[tuple[int, list[str]]]) -> list[JobReturn]:
+    returns = []
+    for idx, overrides in jobs:
+        log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+        returns.append(run_one(launcher, overrides, idx))
+        configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    return returns
+
+
+def _job_env(slot: list[str] | None, n_slots: int) -> dict[str, str]:
+    env = dict(os.environ)
+    if slot is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(slot)
+    else:
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n_slots)))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict], sweep_dir: Path,
+          pool_slots: list[list[str] | None]) -> list[JobReturn]:
+    """Each slot runs one worker process at a time until the queue is empty."""
+    work_dir = sweep_dir / POOL_DIR
+    work_dir.mkdir(parents=True, exist_ok=True)
+    todo: queue.Queue = queue.Queue()
+    for pos, job in enumerate(jobs):
+        todo.put((pos, job))
+    results: dict[int, JobReturn] = {}
+    state = Singleton.get_state()
+    procs: dict[int, subprocess.Popen] = {}
+
+    def worker(slot: list[str] | None) -> None:
+        while True:
+            try:
+                pos, (idx, overrides) = todo.get_nowait()
+            except queue.Empty:
+                return
+            payload, result, logfile = (work_dir / f"{idx}.pkl", work_dir / f"{idx}.result.pkl",
+                                        work_dir / f"{idx}.log")
+            result.unlink(missing_ok=True)
+            payload.write_bytes(cloudpickle.dumps((launcher, overrides, idx, state)))
+            where = f"GPU {','.join(slot)}" if slot is not None else "CPU"
+            log.info("\t#%d (%s) : %s", idx, where, " ".join(filter_overrides(overrides)))
+            with logfile.open("w") as out:
+                proc = subprocess.Popen([sys.executable, "-m", "sweeper.pool", "job", str(payload), str(result)],
+                                        stdout=out, stderr=subprocess.STDOUT, env=_job_env(slot, len(pool_slots)))
+                procs[pos] = proc
+                code = proc.wait()
+            name = (cells[pos] or {}).get("name", "") if pos < len(cells) else ""
+            if result.exists():
+                results[pos] = cloudpickle.loads(result.read_bytes())
+            else:
+                results[pos] = _failed(overrides, name, f"worker exited with status {code} (log: {logfile})")
+            status = sweep.result(results[pos]).get("status")
+            print(f"[segsweep] job #{idx} {status} {name} ({where}, log {logfile})", flush=True)
+
+    threads = [threading.Thread(target=worker, args=(slot,), daemon=True) for slot in pool_slots]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.5)
+    except KeyboardInterrupt:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        raise
+    return [results[pos] for pos in range(len(jobs))]
+
+
+def _run_and_close(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict],
+                   parents: dict[str, str], sweep_dir: Path) -> list[JobReturn]:
+    opts = _opts(launcher.config)
+    returns: list[JobReturn] = []
+    try:
+        if str(opts.get("mode", "local")) == "gpus":
+            returns = _pool(launcher, jobs, cells, sweep_dir, slots(opts))
+        else:
+            returns = _sequential(launcher, jobs)
+    except KeyboardInterrupt:
+        sweep.close_parents(parents, returns, interrupted=True)
+        raise
+    sweep.close_parents(parents, returns)
+    sweep.report(returns, cells)
+    return returns
+
+
+def _detach(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict], parents: dict[str, str],
+            sweep_dir: Path) -> list[JobReturn]:
+    payload = sweep_dir / "detached.pkl"
+    payload.write_bytes(cloudpickle.dumps((launcher, jobs, cells, parents, Singleton.get_state())))
+    logfile = sweep_dir / "detached.log"
+    with logfile.open("a") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "sweeper.pool", "detached", str(payload)], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    (sweep_dir / "detached.pid").write_text(str(proc.pid))
+    print(f"[segsweep] detached: {len(jobs)} jobs run in process {proc.pid} (log {logfile}); follow with "
+          f"`python -m sweeper status {sweep_dir}`", flush=True)
+    returns = []
+    for pos, (_, overrides) in enumerate(jobs):
+        ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
+        ret.return_value = {"status": "SUBMITTED", "name": (cells[pos] or {}).get("name", ""), "run_id": None,
+                            "value": None, "pid": proc.pid}
+        returns.append(ret)
+    sweep.report(returns, cells, detached=True)
+    return returns
+
+
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """The launcher's ``launch``: store, experiments and parent runs first, then the jobs."""
+    setup_globals()
+    config = launcher.config
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    loader = launcher.hydra_context.config_loader
+    cells = [sweep.cell_info(loader.load_sweep_config(config, list(o))) for o in job_overrides]
+    parents = sweep.open_parents(config, cells, sweep_dir)
+    sweep.write_manifest(sweep_dir, config, cells, parents)
+    jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
+    if bool(_opts(config).get("detach", False)):
+        return _detach(launcher, jobs, cells, parents, sweep_dir)
+    log.info("Launching %d jobs (%s)", len(jobs), _opts(config).get("mode", "local"))
+    return _run_and_close(launcher, jobs, cells, parents, sweep_dir)
+
+
+def _main(argv: Sequence[str]) -> int:
+    if len(argv) == 3 and argv[0] == "job":
+        launcher, overrides, idx, state = cloudpickle.loads(Path(argv[1]).read_bytes())
+        ret = run_one(launcher, overrides, idx, state)
+        try:
+            data = cloudpickle.dumps(ret)
+        except Exception as error:  # noqa: BLE001 - an unpicklable return still reports the job
+            data = cloudpickle.dumps(_failed(overrides, "", f"unpicklable job return: {error}"))
+        tmp = Path(argv[2] + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(argv[2])
+        return 0
+    if len(argv) == 2 and argv[0] == "detached":
+        launcher, jobs, cells, parents, state = cloudpickle.loads(Path(argv[1]).read_bytes())
+        Singleton.set_state(state)
+        setup_globals()
+        returns = _run_and_close(launcher, jobs, cells, parents, Path(str(launcher.config.hydra.sweep.dir)))
+        return 1 if sweep.any_failed(returns) else 0
+    print("usage: python -m sweeper.pool job PAYLOAD RESULT | detached PAYLOAD", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,136 @@
+"""Sweeps that survive real life: parent/child runs, skip/take-over rules, failure isolation with a
+summary and exit status, the local pool launcher. Real `sweep.py` processes, real sqlite stores."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from sweeper import naming, pool, tracking
+from sweeper.task import run_job
+from tests.conftest import FAST, REPO, subprocess_env
+
+ONE_EPOCH = [*FAST, "train.epochs=1"]
+
+
+def _sweep(*args: str, cwd: Path, uri: str, timeout: int = 600, env: dict | None = None):
+    return subprocess.run([sys.executable, str(REPO / "sweep.py"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=subprocess_env(MLFLOW_TRACKING_URI=uri, **(env or {})))
+
+
+def _runs(uri: str) -> tuple[list, list]:
+    """(job runs, sweep parent runs) of the synthetic experiment."""
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("synthetic")
+    runs = [] if exp is None else client.search_runs([exp.experiment_id])
+    return ([r for r in runs if r.data.tags.get("segsweep.kind") != "sweep"],
+            [r for r in runs if r.data.tags.get("segsweep.kind") == "sweep"])
+
+
+def test_failing_job_is_isolated_summarised_and_rerun_reopens_the_sweep(store: str, tmp_path: Path):
+    args = ["-m", "lr=1e-3,1e30", *ONE_EPOCH, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    first = _sweep(*args, cwd=tmp_path, uri=store)
+    assert first.returncode == 1, first.stderr[-3000:]
+    assert "sweep summary" in first.stdout and "1 failed, 1 finished" in first.stdout, first.stdout[-2000:]
+    jobs, (parent,) = _runs(store)
+    assert parent.info.status == "FAILED" and parent.info.run_name.startswith("sweep lr=1e-3,1e30 ")
+    assert {r.data.tags["mlflow.parentRunId"] for r in jobs} == {parent.info.run_id}
+    assert {r.data.tags["segsweep.sweep_id"] for r in jobs} == {parent.data.tags["segsweep.sweep_id"]}
+    by_status = {r.info.status: r for r in jobs}
+    assert set(by_status) == {"FINISHED", "FAILED"}
+    failed = by_status["FAILED"]
+    assert failed.data.tags["segsweep.error"].startswith("NonFiniteLossError: training loss became nan")
+    client = MlflowClient(store)
+    assert "traceback.txt" in {a.path for a in client.list_artifacts(failed.info.run_id)}
+    text = Path(client.download_artifacts(failed.info.run_id, "traceback.txt", str(tmp_path / "a"))).read_text()
+    assert "Traceback" in text and "NonFiniteLossError" in text
+    assert failed.info.run_id in first.stdout and by_status["FINISHED"].info.run_id in first.stdout
+
+    again = _sweep(*args, cwd=tmp_path, uri=store)  # the same command: finished skipped, failed re-run
+    assert again.returncode == 1
+    assert "1 failed, 1 skipped" in again.stdout, again.stdout[-2000:]
+    jobs, (parent2,) = _runs(store)
+    assert parent2.info.run_id == parent.info.run_id  # re-opened, not duplicated
+    assert sorted(r.info.status for r in jobs) == ["FAILED", "FAILED", "FINISHED"]
+
+
+def test_rerun_of_a_finished_2x2_sweep_trains_nothing(store: str, tmp_path: Path):
+    args = ["-m", "backbone=dense30k12,dense30k36", "scale=1,2", *ONE_EPOCH, f"hydra.sweep.dir={tmp_path / 's'}"]
+    first = _sweep(*args, cwd=tmp_path, uri=store)
+    assert first.returncode == 0, first.stderr[-3000:]
+    started = time.perf_counter()
+    again = _sweep(*args, cwd=tmp_path, uri=store)
+    wall = time.perf_counter() - started
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "4 skipped" in again.stdout and "[segsweep] run " not in again.stdout, again.stdout[-2000:]
+    jobs, parents = _runs(store)
+    assert len(jobs) == 4 and len(parents) == 1
+    print(f"re-run of a finished 2x2 sweep: {wall:.1f} s (process start included)")
+
+
+def _cfg(tmp_path: Path, *extra: str):
+    return naming.compose_config([*FAST, "train.epochs=2", f"output_root={tmp_path / 'out'}", *extra])
+
+
+def _as_running(client: MlflowClient, run_id: str, beat: str) -> None:
+    client.update_run(run_id, status="RUNNING")
+    client.set_tag(run_id, tracking.HEARTBEAT_TAG, beat)
+
+
+def test_running_runs_are_left_alone_or_taken_over_by_heartbeat(store: str, tmp_path: Path):
+    cfg = _cfg(tmp_path)
+    client = MlflowClient(store)
+    run_id = run_job(cfg)["run_id"]
+    host = os.uname().nodename
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _as_running(client, run_id, f"{time.time():.0f}:{sleeper.pid}@{host}")  # live process here
+        left = run_job(cfg)
+        assert left["status"] == "SKIPPED" and left["reason"] == "running" and left["run_id"] == run_id
+        _as_running(client, run_id, f"{time.time():.0f}:1234@another-node")  # fresh beat elsewhere
+        assert run_job(cfg)["status"] == "SKIPPED"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    _as_running(client, run_id, f"{time.time():.0f}:{sleeper.pid}@{host}")  # its process is gone
+    taken = run_job(cfg)
+    assert taken["status"] == "FINISHED" and taken["run_id"] == run_id  # resumed from its checkpoint
+    _as_running(client, run_id, f"{time.time() - 3600:.0f}:1234@another-node")  # stale elsewhere
+    assert run_job(cfg)["status"] == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run_id, "val_mIoU")]
+    assert sorted(steps) == [1, 2]
+    assert client.get_run(run_id).data.tags[tracking.HEARTBEAT_TAG].endswith(f":{os.getpid()}@{host}")
+
+
+def test_pool_slots_per_gpu_and_cpu_workers():
+    opts = OmegaConf.create({"gpus_per_job": 2, "workers": 3})
+    assert pool.slots(opts, gpus=["0", "1", "2", "3", "4"]) == [["0", "1"], ["2", "3"]]
+    assert pool.slots(OmegaConf.create({"gpus_per_job": 1}), gpus=["3", "5"]) == [["3"], ["5"]]
+    assert pool.slots(opts, gpus=[]) == [None, None, None]
+    try:
+        pool.slots(OmegaConf.create({"gpus_per_job": 4}), gpus=["0", "1"])
+    except ValueError as error:
+        assert "gpus_per_job=4" in str(error) and "2 GPU(s)" in str(error)
+    else:
+        raise AssertionError("gpus_per_job above the visible GPUs must be refused")
+
+
+def test_gpus_pool_runs_jobs_in_workers_one_gpu_each(store: str, tmp_path: Path):
+    # no GPU here: CUDA_VISIBLE_DEVICES=0,1 makes the pool hand out two slots; torch is CPU-only, so the
+    # jobs train on the CPU while each sees its own CUDA_VISIBLE_DEVICES (recorded as a tag)
+    result = _sweep("-m", "launcher=gpus", "scale=1,2", "lr=1e-3,1e30", *ONE_EPOCH,
+                    f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, uri=store,
+                    env={"CUDA_VISIBLE_DEVICES": "0,1"})
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "2 failed, 2 finished" in result.stdout, result.stdout[-3000:]
+    jobs, (parent,) = _runs(store)
+    assert len(jobs) == 4 and {r.data.tags["mlflow.parentRunId"] for r in jobs} == {parent.info.run_id}
+    assert {r.data.tags["segsweep.cuda_visible_devices"] for r in jobs} == {"0", "1"}
+    assert sorted(r.info.status for r in jobs) == ["FAILED"] * 2 + ["FINISHED"] * 2
+    assert len(list((tmp_path / "sweep" / ".pool").glob("*.log"))) == 4
