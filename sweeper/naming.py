@@ -211,7 +211,7 @@ TOKENS: list[tuple[str, _Action, tuple[str, ...]]] = [
     (r"did4_1", _set(**{"model.decoder": "newdid4_1"}), ("did4_1",)),
     (r"|".join(DECODERS), lambda m, p: p.values.update({"model.decoder": m.group(0)}), tuple(DECODERS)),
     (r"deeplabv3", _attr(model="deeplabv3"), ("deeplabv3",)),
-    (r"noASPP", _set(**{"model.aspp": False}), ("noASPP",)),
+    (r"noASPP", _set(**{"model.aspp": False, "model.multi_grid": [1, 2, 1]}), ("noASPP",)),
     (r"aspp", _set(**{"model.head": "aspp"}), ("aspp",)),
     (r"dilation6", _set(**{"model.head_kernel": 3}), ("dilation6",)),
     (r"stride(?P<n>8|16)", lambda m, p: p.values.update({"backbone.output_stride": int(m["n"])}),
