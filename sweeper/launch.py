@@ -34,6 +34,12 @@ def sweep_overrides(config: DictConfig) -> list[str]:
     return [o for o in task if not o.lstrip("+~").startswith(("hydra.", "launcher.", "force="))]
 
 
+def managed(job_overrides: Sequence[Sequence[str]]) -> bool:
+    """Whether the jobs belong to a sweep opened elsewhere (a search's trials carry
+    ``sweep.parent_run_id``): then the launcher opens no parent and prints no summary."""
+    return any(o.lstrip("+").startswith("sweep.parent_run_id=") for job in job_overrides for o in job)
+
+
 def sweep_id(config: DictConfig) -> str:
     """A stable id of the sweep command: a re-run of the same command re-opens the same parent run."""
     return hashlib.sha256("\n".join(sorted(sweep_overrides(config))).encode()).hexdigest()[:12]

@@ -152,15 +152,19 @@ def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict
     return [results[pos] for pos in range(len(jobs))]
 
 
+def _run(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict],
+         sweep_dir: Path) -> list[JobReturn]:
+    opts = _opts(launcher.config)
+    if str(opts.get("mode", "local")) == "gpus":
+        return _pool(launcher, jobs, cells, sweep_dir, slots(opts))
+    return _sequential(launcher, jobs)
+
+
 def _run_and_close(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict],
                    parents: dict[str, str], sweep_dir: Path) -> list[JobReturn]:
-    opts = _opts(launcher.config)
     returns: list[JobReturn] = []
     try:
-        if str(opts.get("mode", "local")) == "gpus":
-            returns = _pool(launcher, jobs, cells, sweep_dir, slots(opts))
-        else:
-            returns = _sequential(launcher, jobs)
+        returns = _run(launcher, jobs, cells, sweep_dir)
     except KeyboardInterrupt:
         sweep.close_parents(parents, returns, interrupted=True)
         raise
@@ -200,9 +204,11 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     sweep_dir.mkdir(parents=True, exist_ok=True)
     loader = launcher.hydra_context.config_loader
     cells = [sweep.cell_info(loader.load_sweep_config(config, list(o))) for o in job_overrides]
+    jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
+    if sweep.managed(job_overrides):  # trials of a search: its sweeper owns the parent run and summary
+        return _run(launcher, jobs, cells, sweep_dir)
     parents = sweep.open_parents(config, cells, sweep_dir)
     sweep.write_manifest(sweep_dir, config, cells, parents)
-    jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
     if bool(_opts(config).get("detach", False)):
         return _detach(launcher, jobs, cells, parents, sweep_dir)
     log.info("Launching %d jobs (%s)", len(jobs), _opts(config).get("mode", "local"))

@@ -63,10 +63,17 @@ def _extra_callbacks(cfg: DictConfig) -> list[Callback]:
     return []
 
 
-def sweep_tags(uri: str, experiment: str) -> dict[str, str]:
-    """``mlflow.parentRunId`` and ``segsweep.sweep_id`` of the sweep this job belongs to (from the
-    environment the launcher set up); empty outside a sweep."""
+def sweep_tags(uri: str, experiment: str, cfg: DictConfig | None = None) -> dict[str, str]:
+    """``mlflow.parentRunId`` and ``segsweep.sweep_id`` of the sweep this job belongs to: from
+    ``sweep.parent_run_id`` / ``sweep.id`` in the config (set by the search sweeper), else from the
+    environment segsweep's launcher set up; empty outside a sweep."""
     tags: dict[str, str] = {}
+    given = (cfg.get("sweep") if cfg is not None else None) or {}
+    if given.get("parent_run_id"):
+        tags["mlflow.parentRunId"] = str(given["parent_run_id"])
+        if given.get("id"):
+            tags[tracking.TAG + "sweep_id"] = str(given["id"])
+        return tags
     if os.environ.get(SWEEP_ID_ENV):
         tags[tracking.TAG + "sweep_id"] = os.environ[SWEEP_ID_ENV]
     try:
@@ -111,7 +118,7 @@ def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         shutil.rmtree(workdir)
     resumable = (previous is not None and previous.info.status != "FINISHED" and not force
                  and (workdir / CHECKPOINT_NAME).exists())
-    parent_tags = sweep_tags(uri, str(cfg.tracking.experiment))
+    parent_tags = sweep_tags(uri, str(cfg.tracking.experiment), cfg)
     if resumable:
         run_id = previous.info.run_id
         client.update_run(run_id, status="RUNNING")

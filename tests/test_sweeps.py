@@ -134,3 +134,44 @@ def test_gpus_pool_runs_jobs_in_workers_one_gpu_each(store: str, tmp_path: Path)
     assert {r.data.tags["segsweep.cuda_visible_devices"] for r in jobs} == {"0", "1"}
     assert sorted(r.info.status for r in jobs) == ["FAILED"] * 2 + ["FINISHED"] * 2
     assert len(list((tmp_path / "sweep" / ".pool").glob("*.log"))) == 4
+
+
+def test_kill_9_mid_epoch_then_rerun_resumes_to_the_uninterrupted_result(store: str, tmp_path: Path):
+    overrides = [*FAST, "train.epochs=2", "train.max_steps_per_epoch=4"]
+    cfg = naming.compose_config([*overrides, f"output_root={tmp_path / 'out'}"])
+    checkpoint = (tmp_path / "out" / "runs" / "synthetic" /
+                  f"{naming.compose(cfg)}--{naming.config_hash(cfg)}" / "checkpoint.pt")
+    args = [str(REPO / "sweep.py"), "-m", "seed=0", *overrides, f"output_root={tmp_path / 'out'}",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    env = subprocess_env(MLFLOW_TRACKING_URI=store, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, 9)  # kill -9 during epoch 2 (epoch 1 is checkpointed)
+    proc.wait()
+    assert checkpoint.exists() and proc.returncode == -9
+    (killed,) = _runs(store)[0]
+    assert killed.info.status == "RUNNING"  # what kill -9 leaves behind
+
+    rerun = subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "taking over" in rerun.stdout and "resuming" in rerun.stdout, rerun.stdout[-2000:]
+    (run,) = _runs(store)[0]
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    client = MlflowClient(store)
+    for key in ("val_mIoU", "train_loss", "lr"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        assert sorted(steps) == [1, 2], (key, steps)
+
+    reference_uri = f"sqlite:///{tmp_path / 'ref.db'}"  # the same command, never interrupted
+    ref = subprocess.run([sys.executable, *args[:-2], f"output_root={tmp_path / 'ref'}",
+                          f"hydra.sweep.dir={tmp_path / 'ref-sweep'}"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600, env=subprocess_env(MLFLOW_TRACKING_URI=reference_uri,
+                                                                    OMP_NUM_THREADS="1"))
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    (uninterrupted,) = _runs(reference_uri)[0]
+    for key in ("train_loss", "val_mIoU", "final_val_mIoU"):  # bit-exact on CPU with the same threads
+        assert run.data.metrics[key] == uninterrupted.data.metrics[key], key
