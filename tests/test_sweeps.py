@@ -175,3 +175,33 @@ def test_kill_9_mid_epoch_then_rerun_resumes_to_the_uninterrupted_result(store: 
     (uninterrupted,) = _runs(reference_uri)[0]
     for key in ("train_loss", "val_mIoU", "final_val_mIoU"):  # bit-exact on CPU with the same threads
         assert run.data.metrics[key] == uninterrupted.data.metrics[key], key
+
+
+def _status(*args: str, cwd: Path, uri: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sweeper", "status", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=subprocess_env(MLFLOW_TRACKING_URI=uri))
+
+
+def test_detached_sweep_returns_at_once_and_status_follows_it(store: str, tmp_path: Path):
+    sweep_dir = tmp_path / "outputs" / "hydra-multirun" / "d"
+    result = _sweep("-m", "lr=1e-3,1e30", *ONE_EPOCH, "launcher.detach=true", f"hydra.sweep.dir={sweep_dir}",
+                    cwd=tmp_path, uri=store)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "detached: 2 jobs run in process" in result.stdout
+    pid = int((sweep_dir / "detached.pid").read_text())
+    watched = _status("--watch", "0.5", cwd=tmp_path, uri=store)  # the newest sweep under outputs/
+    assert watched.returncode == 0, watched.stderr[-2000:]
+    final = _status(str(sweep_dir), cwd=tmp_path, uri=store)
+    assert final.returncode == 0, final.stderr[-2000:]
+    lines = final.stdout.splitlines()
+    assert f"detached process {pid}: " in final.stdout
+    failed = next(line for line in lines if " FAILED " in line)
+    finished = next(line for line in lines if " FINISHED " in line)
+    assert "NonFiniteLossError: training loss became nan" in failed and "lr1e30" in failed
+    assert " 1/1 " in finished
+    jobs, (parent,) = _runs(store)
+    assert {r.info.run_id for r in jobs} <= set(final.stdout.split())
+    by_id = _status(parent.data.tags["segsweep.sweep_id"], cwd=tmp_path, uri=store)
+    assert by_id.stdout.splitlines()[2:] == final.stdout.splitlines()[2:]  # the table
+    missing = _status("nope", cwd=tmp_path, uri=store)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no sweep 'nope'")
