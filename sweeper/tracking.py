@@ -140,9 +140,13 @@ def create_run(client: MlflowClient, experiment_id: str, cfg: DictConfig, tags: 
     return run_id
 
 
+_BEAT_LOCK = threading.Lock()  # sqlite's set_tag is select-then-insert: two threads would collide
+
+
 def heartbeat(client: MlflowClient, run_id: str) -> None:
     """Mark the run as alive now (pid@host and time), for the stale-run check of re-runs."""
-    client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}:{os.getpid()}@{os.uname().nodename}")
+    with _BEAT_LOCK:
+        client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}:{os.getpid()}@{os.uname().nodename}")
 
 
 def _pid_alive(pid: int) -> bool:
