@@ -110,3 +110,21 @@ def test_server_refuses_an_unusable_store(tmp_path: Path):
                              f"sqlite:///{not_a_dir / 'x.db'}"], capture_output=True, text=True, timeout=120,
                             env=subprocess_env())
     assert result.returncode == 2 and result.stderr.startswith("error: cannot use the backend store")
+
+
+def test_a_pool_sweep_tracked_through_the_server(mlflow_server: str, tmp_path: Path):
+    from tests.conftest import FAST
+
+    result = subprocess.run([sys.executable, str(REPO / "sweep.py"), "-m", "tracking=server", "launcher=gpus",
+                             "launcher.workers=2", "scale=1,2", *FAST, "train.epochs=1",
+                             f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600, env=subprocess_env(MLFLOW_TRACKING_URI=mlflow_server,
+                                                                       CUDA_VISIBLE_DEVICES=""))
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
+    jobs = [r for r in runs if r.data.tags.get("segsweep.kind") != "sweep"]
+    assert len(jobs) == 2 and {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 3
+    for run in jobs:
+        assert "traceback.txt" not in {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_mIoU")] == [1]
