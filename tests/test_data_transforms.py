@@ -124,5 +124,5 @@ def test_augment_from_run_config():
     aug = TrainAugment.from_cfg(compose_cfg(["dataset=camvid", "imagesize=[360,480]"]))
     assert aug.crop == (360, 480) and aug.resize_range == (0.7, 1.5) and aug.aspect_ratio_thres == 0.15
     assert aug.label_interp == "nearest" and aug.flip and aug.pad_value == 255
-    aug = TrainAugment.from_cfg(compose_cfg(["+train.label_interp=bilinear", "train.flip=false"]))
+    aug = TrainAugment.from_cfg(compose_cfg(["train.label_interp=bilinear", "train.flip=false"]))
     assert aug.label_interp == "bilinear" and not aug.flip and aug.crop == (64, 64)
