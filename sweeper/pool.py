@@ -62,12 +62,15 @@ def slots(opts: DictConfig, gpus: Sequence[str] | None = None) -> list[list[str]
     return [None] * workers
 
 
-def run_one(launcher: Any, overrides: Sequence[str], idx: int, singleton_state: Any = None) -> JobReturn:
-    """Run one job as Hydra's launchers do (sweep config, job dir, callbacks)."""
+def run_one(launcher: Any, overrides: Sequence[str], idx: int, singleton_state: Any = None,
+            cfg: DictConfig | None = None) -> JobReturn:
+    """Run one job as Hydra's launchers do (sweep config, job dir, callbacks); ``cfg``: the job's
+    sweep config when already composed."""
     if singleton_state is not None:
         Singleton.set_state(singleton_state)
     setup_globals()
-    cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    if cfg is None:
+        cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
     with open_dict(cfg):
         cfg.hydra.job.id = idx
         cfg.hydra.job.num = idx
@@ -81,11 +84,12 @@ def _failed(overrides: Sequence[str], name: str, error: str) -> JobReturn:
     return ret
 
 
-def _sequential(launcher: Any, jobs: list[tuple[int, list[str]]]) -> list[JobReturn]:
+def _sequential(launcher: Any, jobs: list[tuple[int, list[str]]],
+                configs: Sequence[DictConfig | None] = ()) -> list[JobReturn]:
     returns = []
-    for idx, overrides in jobs:
+    for pos, (idx, overrides) in enumerate(jobs):
         log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
-        returns.append(run_one(launcher, overrides, idx))
+        returns.append(run_one(launcher, overrides, idx, cfg=configs[pos] if pos < len(configs) else None))
         configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     return returns
 
@@ -152,19 +156,20 @@ def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict
     return [results[pos] for pos in range(len(jobs))]
 
 
-def _run(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict],
-         sweep_dir: Path) -> list[JobReturn]:
+def _run(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict], sweep_dir: Path,
+         configs: Sequence[DictConfig | None] = ()) -> list[JobReturn]:
     opts = _opts(launcher.config)
     if str(opts.get("mode", "local")) == "gpus":
         return _pool(launcher, jobs, cells, sweep_dir, slots(opts))
-    return _sequential(launcher, jobs)
+    return _sequential(launcher, jobs, configs)
 
 
 def _run_and_close(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict],
-                   parents: dict[str, str], sweep_dir: Path) -> list[JobReturn]:
+                   parents: dict[str, str], sweep_dir: Path,
+                   configs: Sequence[DictConfig | None] = ()) -> list[JobReturn]:
     returns: list[JobReturn] = []
     try:
-        returns = _run(launcher, jobs, cells, sweep_dir)
+        returns = _run(launcher, jobs, cells, sweep_dir, configs)
     except KeyboardInterrupt:
         sweep.close_parents(parents, returns, interrupted=True)
         raise
@@ -203,16 +208,17 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     loader = launcher.hydra_context.config_loader
-    cells = [sweep.cell_info(loader.load_sweep_config(config, list(o))) for o in job_overrides]
+    configs = [loader.load_sweep_config(config, list(o)) for o in job_overrides]
+    cells = [sweep.cell_info(c) for c in configs]
     jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
     if sweep.managed(job_overrides):  # trials of a search: its sweeper owns the parent run and summary
-        return _run(launcher, jobs, cells, sweep_dir)
+        return _run(launcher, jobs, cells, sweep_dir, configs)
     parents = sweep.open_parents(config, cells, sweep_dir)
     sweep.write_manifest(sweep_dir, config, cells, parents)
     if bool(_opts(config).get("detach", False)):
         return _detach(launcher, jobs, cells, parents, sweep_dir)
     log.info("Launching %d jobs (%s)", len(jobs), _opts(config).get("mode", "local"))
-    return _run_and_close(launcher, jobs, cells, parents, sweep_dir)
+    return _run_and_close(launcher, jobs, cells, parents, sweep_dir, configs)
 
 
 def _main(argv: Sequence[str]) -> int:

@@ -1,0 +1,122 @@
+"""Sweep overhead benchmark (CPU).
+
+1. A sweep of 1-step runs (16 jobs; ``--quick``: 6) through segsweep (``python sweep.py -m``:
+   parent run, run-key look-ups, MLflow params/metrics/artifacts/heartbeats, summary) against a bare
+   Hydra multirun of the same training task without tracking (basic launcher, no callbacks), in
+   one run. Reports per-job overhead and the wall-time ratio segsweep / bare (goal <= 1.3).
+2. The MLflow logging share of training: time spent in the MLflow callback over the training time of
+   a small tracked run (goal <= 2%).
+
+Prints its figures, then LAST one JSON line with the key ``ratio``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["dataset.num_train=16", "dataset.num_val=4", "dataset.image_size=32", "dataset.crop_size=32",
+        "batch_size=4", "train.epochs=1", "train.max_steps_per_epoch=1"]
+
+
+def bare_task() -> None:
+    """The same training task as a bare Hydra app: no tracking, Hydra's basic launcher."""
+    import hydra
+    from omegaconf import DictConfig
+
+    @hydra.main(config_path=str(REPO / "conf"), config_name="sweep", version_base="1.3")
+    def main(cfg: DictConfig) -> float:
+        from engine.train import train, validate_config
+
+        validate_config(cfg)
+        with tempfile.TemporaryDirectory() as workdir:
+            return train(cfg, [], Path(workdir)).get("final_val_mIoU", 0.0)
+
+    sys.argv = [sys.argv[0], *sys.argv[2:]]
+    main()
+
+
+def _timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd[:4])} ...\n{result.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def sweep_ratio(jobs: int, tmp: Path) -> dict[str, float]:
+    seeds = "seed=" + ",".join(str(i) for i in range(jobs))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
+    env.pop("SEGSWEEP_LAUNCH_DIR", None)
+    bare = _timed([sys.executable, __file__, "--bare-task", "-m", seeds, *TINY, "launcher=local",
+                   "hydra.launcher._target_=hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+                   "hydra.callbacks.results_readme.enabled=false", "hydra.callbacks.sweep_summary.enabled=false",
+                   f"hydra.sweep.dir={tmp / 'bare'}", f"output_root={tmp / 'bare-out'}"],
+                  tmp, env)
+    ours = _timed([sys.executable, str(REPO / "sweep.py"), "-m", seeds, *TINY, f"hydra.sweep.dir={tmp / 'seg'}",
+                   f"output_root={tmp / 'seg-out'}"], tmp, env)
+    again = _timed([sys.executable, str(REPO / "sweep.py"), "-m", seeds, *TINY, f"hydra.sweep.dir={tmp / 'seg'}",
+                    f"output_root={tmp / 'seg-out'}"], tmp, env)
+    return {"jobs": jobs, "bare_s": bare, "segsweep_s": ours, "rerun_all_skipped_s": again,
+            "overhead_per_job_s": (ours - bare) / jobs, "ratio": ours / bare}
+
+
+def logging_share(tmp: Path, steps: int) -> dict[str, float]:
+    """Seconds inside the MLflow callback / seconds of training, for a small tracked run."""
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'share.db'}"
+    import torch
+
+    from sweeper import naming, tracking
+    from sweeper.task import run_job
+
+    torch.set_num_threads(1)
+    spent = [0.0]
+    for method in ("on_train_start", "on_epoch_end", "on_train_end"):
+        original = getattr(tracking.MlflowCallback, method)
+
+        def timed(self, *args, _original=original, **kwargs):
+            start = time.perf_counter()
+            try:
+                return _original(self, *args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - start
+        setattr(tracking.MlflowCallback, method, timed)
+    cfg = naming.compose_config(["dataset.num_train=64", "dataset.num_val=4", "dataset.image_size=64",
+                                 "dataset.crop_size=64", "batch_size=4", "train.epochs=2",
+                                 f"train.max_steps_per_epoch={steps}", f"output_root={tmp / 'share-out'}"])
+    start = time.perf_counter()
+    run_job(cfg)
+    total = time.perf_counter() - start
+    return {"train_steps": 2 * steps, "run_s": total, "mlflow_callback_s": spent[0],
+            "mlflow_share_pct": 100 * spent[0] / total}
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--bare-task":
+        bare_task()
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="6 jobs, fewer steps")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        sweep = sweep_ratio(6 if args.quick else 16, tmp)
+        print(f"sweep of {sweep['jobs']} 1-step jobs: bare Hydra {sweep['bare_s']:.1f} s, segsweep "
+              f"{sweep['segsweep_s']:.1f} s -> overhead {sweep['overhead_per_job_s']:.2f} s/job, ratio "
+              f"{sweep['ratio']:.2f} (goal <= 1.3); re-run, all skipped: {sweep['rerun_all_skipped_s']:.1f} s")
+        share = logging_share(tmp, 10 if args.quick else 40)
+        print(f"MLflow logging share of training: {share['mlflow_callback_s']:.3f} s of {share['run_s']:.1f} s "
+              f"({share['train_steps']} steps) = {share['mlflow_share_pct']:.2f}% (goal <= 2%)")
+    print(json.dumps({**sweep, **share}))
+
+
+if __name__ == "__main__":
+    main()
