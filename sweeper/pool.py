@@ -62,6 +62,22 @@ def slots(opts: DictConfig, gpus: Sequence[str] | None = None) -> list[list[str]
     return [None] * workers
 
 
+_FREE: queue.Queue | None = None  # the process's free slots, shared by concurrent launch() calls
+_FREE_LOCK = threading.Lock()
+
+
+def _free_slots(pool_slots: list[list[str] | None]) -> queue.Queue:
+    """One queue of free slots per process: concurrent launches (a search's parallel trials) never
+    hand out the same GPU twice."""
+    global _FREE
+    with _FREE_LOCK:
+        if _FREE is None:
+            _FREE = queue.Queue()
+            for slot in pool_slots:
+                _FREE.put(slot)
+        return _FREE
+
+
 def run_one(launcher: Any, overrides: Sequence[str], idx: int, singleton_state: Any = None,
             cfg: DictConfig | None = None) -> JobReturn:
     """Run one job as Hydra's launchers do (sweep config, job dir, callbacks); ``cfg``: the job's
@@ -116,32 +132,41 @@ def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict
     state = Singleton.get_state()
     procs: dict[int, subprocess.Popen] = {}
 
-    def worker(slot: list[str] | None) -> None:
+    free = _free_slots(pool_slots)
+
+    def worker() -> None:
         while True:
             try:
                 pos, (idx, overrides) = todo.get_nowait()
             except queue.Empty:
                 return
-            payload, result, logfile = (work_dir / f"{idx}.pkl", work_dir / f"{idx}.result.pkl",
-                                        work_dir / f"{idx}.log")
-            result.unlink(missing_ok=True)
-            payload.write_bytes(cloudpickle.dumps((launcher, overrides, idx, state)))
-            where = f"GPU {','.join(slot)}" if slot is not None else "CPU"
-            log.info("\t#%d (%s) : %s", idx, where, " ".join(filter_overrides(overrides)))
-            with logfile.open("w") as out:
-                proc = subprocess.Popen([sys.executable, "-m", "sweeper.pool", "job", str(payload), str(result)],
-                                        stdout=out, stderr=subprocess.STDOUT, env=_job_env(slot, len(pool_slots)))
-                procs[pos] = proc
-                code = proc.wait()
-            name = (cells[pos] or {}).get("name", "") if pos < len(cells) else ""
-            if result.exists():
-                results[pos] = cloudpickle.loads(result.read_bytes())
-            else:
-                results[pos] = _failed(overrides, name, f"worker exited with status {code} (log: {logfile})")
-            status = sweep.result(results[pos]).get("status")
-            print(f"[segsweep] job #{idx} {status} {name} ({where}, log {logfile})", flush=True)
+            slot = free.get()
+            try:
+                run(pos, idx, overrides, slot)
+            finally:
+                free.put(slot)
 
-    threads = [threading.Thread(target=worker, args=(slot,), daemon=True) for slot in pool_slots]
+    def run(pos: int, idx: int, overrides: list[str], slot: list[str] | None) -> None:
+        payload, result, logfile = (work_dir / f"{idx}.pkl", work_dir / f"{idx}.result.pkl",
+                                    work_dir / f"{idx}.log")
+        result.unlink(missing_ok=True)
+        payload.write_bytes(cloudpickle.dumps((launcher, overrides, idx, state)))
+        where = f"GPU {','.join(slot)}" if slot is not None else "CPU"
+        log.info("\t#%d (%s) : %s", idx, where, " ".join(filter_overrides(overrides)))
+        with logfile.open("w") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "sweeper.pool", "job", str(payload), str(result)],
+                                    stdout=out, stderr=subprocess.STDOUT, env=_job_env(slot, len(pool_slots)))
+            procs[pos] = proc
+            code = proc.wait()
+        name = (cells[pos] or {}).get("name", "") if pos < len(cells) else ""
+        if result.exists():
+            results[pos] = cloudpickle.loads(result.read_bytes())
+        else:
+            results[pos] = _failed(overrides, name, f"worker exited with status {code} (log: {logfile})")
+        status = sweep.result(results[pos]).get("status")
+        print(f"[segsweep] job #{idx} {status} {name} ({where}, log {logfile})", flush=True)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in pool_slots]
     for thread in threads:
         thread.start()
     try:
