@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "segsweep_cells.json"
 KIND_TAG = "segsweep.kind"
 #: returns of the last sweep launched in this process (read by SweepSummary)
-LAST: dict[str, Any] = {"returns": [], "detached": False}
+LAST: dict[str, Any] = {"returns": [], "detached": False, "managed": False}
 
 
 def sweep_overrides(config: DictConfig) -> list[str]:
@@ -37,7 +37,9 @@ def sweep_overrides(config: DictConfig) -> list[str]:
 def managed(job_overrides: Sequence[Sequence[str]]) -> bool:
     """Whether the jobs belong to a sweep opened elsewhere (a search's trials carry
     ``sweep.parent_run_id``): then the launcher opens no parent and prints no summary."""
-    return any(o.lstrip("+").startswith("sweep.parent_run_id=") for job in job_overrides for o in job)
+    found = any(o.lstrip("+").startswith("sweep.parent_run_id=") for job in job_overrides for o in job)
+    LAST["managed"] = LAST["managed"] or found
+    return found
 
 
 def sweep_id(config: DictConfig) -> str:
@@ -182,6 +184,8 @@ class SweepSummary(_HydraCallback):
         self._seen.append(job_return)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if LAST["managed"]:  # a search: its sweeper reports trials and decides the exit status
+            return
         returns = LAST["returns"]
         if not returns and self._seen:
             report(self._seen)
