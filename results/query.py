@@ -25,6 +25,7 @@ TAGS = {
     "segsweep.config_hash": "config_hash",
     "segsweep.source": "source",
     "segsweep.sweep_id": "sweep_id",
+    "segsweep.kind": "kind",
     "segsweep.trial": "trial",
     "segsweep.error": "error",
     "segsweep.notes_name": "notes_name",
@@ -143,6 +144,7 @@ def _finish(df: pd.DataFrame) -> pd.DataFrame:
     for col in [*COLUMNS, *METRICS, *TAGS.values()]:
         if col not in df.columns:
             df[col] = None
+    df = df[~df["kind"].isin(["sweep", "search"])].copy()  # parent runs of sweeps/searches are not results
     df["name"] = df["name"].fillna(df["run_name"])
     df["display"] = df["notes_name"].fillna(df["name"])
     df["dataset"] = df["dataset"].fillna(df["experiment"])

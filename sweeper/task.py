@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from engine.callbacks import Callback, StopTraining
 from engine.checkpoint import CHECKPOINT_NAME
 from engine.train import train, validate_config
-from sweeper import naming, tracking
+from sweeper import naming, slurm, tracking
 
 LAUNCH_DIR_ENV = "SEGSWEEP_LAUNCH_DIR"
 PARENTS_ENV = "SEGSWEEP_PARENT_RUNS"  # JSON {"<uri>|<experiment>": parent run id}, set by the launcher
@@ -119,6 +119,8 @@ def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     resumable = (previous is not None and previous.info.status != "FINISHED" and not force
                  and (workdir / CHECKPOINT_NAME).exists())
     parent_tags = sweep_tags(uri, str(cfg.tracking.experiment), cfg)
+    if "optuna" in cfg:  # a search trial: linked to its study while it runs, not only at the end
+        parent_tags[tracking.TAG + "trial"] = str(cfg.optuna.trial_number)
     if resumable:
         run_id = previous.info.run_id
         client.update_run(run_id, status="RUNNING")
@@ -132,7 +134,7 @@ def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     where = {tracking.TAG + "workdir": str(workdir), tracking.TAG + "host": os.uname().nodename}
     if "CUDA_VISIBLE_DEVICES" in os.environ:  # the GPU(s) a pool launcher gave this job
         where[tracking.TAG + "cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
-    tracking.set_tags(client, run_id, {**where, **parent_tags})
+    tracking.set_tags(client, run_id, {**where, **parent_tags, **slurm.job_tags()})
     try:
         with tracking.Heartbeat(uri, run_id, float(cfg.tracking.get("heartbeat_s", 30))):
             metrics = train(cfg, [tracking.MlflowCallback(client, run_id), *_extra_callbacks(cfg)], workdir)
@@ -146,6 +148,7 @@ def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         raise
     except Exception as error:
         tracking.record_failure(client, run_id, error)
+        error.segsweep_run_id = run_id  # the FAILED result of a multirun names its run
         raise
     client.set_terminated(run_id, "FINISHED")
     value = metrics.get("final_val_mIoU")
@@ -167,6 +170,7 @@ def main(cfg: DictConfig) -> dict:
     except Exception as error:
         if multirun:
             print(f"[segsweep] FAILED: {_first_line(error)}", file=sys.stderr, flush=True)
-            return _result("FAILED", str(cfg.get("name") or ""), None, error=_first_line(error))
+            return _result("FAILED", str(cfg.get("name") or ""), getattr(error, "segsweep_run_id", None),
+                           error=_first_line(error))
         print(f"error: {_first_line(error)}", file=sys.stderr, flush=True)
         sys.exit(2 if isinstance(error, naming.UnknownTokenError | ValueError) else 1)

@@ -96,6 +96,9 @@ def test_everyday_multirun_command(store: str, tmp_path: Path):
     (parent,) = _runs(store, kind="sweep")  # the sweep is the parent run of its jobs
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
     assert parent.info.status == "FINISHED" and "0 failed" not in result.stdout and "4 finished" in result.stdout
+    readme = (tmp_path / "results" / "README.md").read_text()  # the sweep ended by refreshing it
+    assert all(name in readme for name in [r.data.tags["segsweep.name"] for r in runs])
+    assert parent.info.run_name not in readme  # the parent run is not a result row
 
 
 def test_a_run_from_a_seed_name(store: str, tmp_path: Path):
