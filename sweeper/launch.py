@@ -116,8 +116,10 @@ def write_manifest(sweep_dir: Path, config: DictConfig, cells: Sequence[Mapping[
 
 def result(ret: JobReturn) -> dict[str, Any]:
     """The task's result dict of a JobReturn (a job that raised outside the task counts as FAILED)."""
-    if ret.status == JobStatus.COMPLETED and isinstance(ret._return_value, dict):
-        return ret._return_value
+    if ret.status == JobStatus.COMPLETED:  # a task that is not segsweep's returns a plain value
+        value = ret._return_value
+        return value if isinstance(value, dict) else {"status": "FINISHED", "name": "", "run_id": None,
+                                                      "value": value}
     error = ret._return_value
     first = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
     return {"status": "FAILED", "name": "", "run_id": None, "value": None, "error": first}

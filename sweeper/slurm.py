@@ -176,7 +176,8 @@ def cell_info(cfg: DictConfig) -> dict[str, Any]:
     experiment = str(cfg.tracking.experiment)
     experiment_id = tracking.ensure_experiment(uri, experiment)
     key = f"{name}@{config_hash}"
-    info: dict[str, Any] = {"name": name, "run_key": key, "uri": uri, "experiment": experiment}
+    info: dict[str, Any] = {"name": name, "run_key": key, "uri": uri, "experiment": experiment,
+                            "experiment_id": experiment_id}
     if not cfg.get("force"):
         runs = tracking.find_runs(tracking.client_for(uri), experiment_id, key)
         if runs and runs[0].info.status == "FINISHED":

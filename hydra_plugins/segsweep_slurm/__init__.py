@@ -109,21 +109,32 @@ class SegsweepSlurmLauncher(SlurmLauncher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
 
+        from sweeper.launch import close_parents, managed, open_parents, report
+
+        detach = bool(opts.get("detach", False))
+        infos = [(idx, list(overrides), self._info(overrides, cell_info))
+                 for idx, overrides in enumerate(job_overrides, start=initial_job_idx)]
+        # the sweep's MLflow parent run (jobs find it in the environment sbatch exports to them)
+        parents = {} if managed(job_overrides) else open_parents(
+            self.config, [info for _, _, info in infos if info.get("experiment_id")], sweep_dir)
         returns: dict[int, JobReturn] = {}
         todo: list[tuple[int, list[str], dict]] = []
-        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-            info = self._info(overrides, cell_info)
+        for idx, overrides, info in infos:
             if info.get("finished_run_id"):
                 log.info("\t#%d : %s -> already FINISHED (run %s), not submitted", idx,
                          " ".join(filter_overrides(overrides)), info["finished_run_id"])
                 returns[idx] = _return(overrides, "SKIPPED", info, run_id=info["finished_run_id"])
             else:
-                todo.append((idx, list(overrides), info))
+                todo.append((idx, overrides, info))
         if todo:
-            returns.update(self._submit(todo, sweep_dir, detach=bool(opts.get("detach", False))))
+            returns.update(self._submit(todo, sweep_dir, detach=detach))
         else:
             log.info("all %d cells already FINISHED: nothing submitted", len(job_overrides))
-        return [returns[i] for i in sorted(returns)]
+        ordered = [returns[i] for i in sorted(returns)]
+        if not detach:  # a detached sweep's parent stays RUNNING while its jobs run
+            close_parents(parents, ordered)
+        report(ordered, detached=detach)  # summary table; SweepSummary turns a FAILED cell into exit 1
+        return ordered
 
     def _submit(self, todo: list[tuple[int, list[str], dict]], sweep_dir: Path,
                 detach: bool) -> dict[int, JobReturn]:

@@ -21,7 +21,7 @@ TINY = ["dataset.num_train=16", "dataset.num_val=4", "dataset.image_size=32", "d
         "batch_size=4", "train.epochs=2", "train.max_steps_per_epoch=2"]
 
 
-def sweep(cwd: Path, cluster: SlurmCluster, *args: str, sweep_dir: str = "sweep") -> str:
+def sweep(cwd: Path, cluster: SlurmCluster, *args: str, sweep_dir: str = "sweep", expect_rc: int = 0) -> str:
     """``python sweep.py -m launcher=slurm ...`` sized for the local cluster; returns its output."""
     cmd = [sys.executable, str(REPO / "sweep.py"), "-m", "launcher=slurm", *TINY, f"output_root={cwd / 'out'}",
            f"hydra.sweep.dir={cwd / sweep_dir}", f"hydra.launcher.partition={cluster.partition}",
@@ -30,14 +30,16 @@ def sweep(cwd: Path, cluster: SlurmCluster, *args: str, sweep_dir: str = "sweep"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}", "OMP_NUM_THREADS": "1"}
     env.pop("SEGSWEEP_LAUNCH_DIR", None)
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=400, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == expect_rc, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
 
-def runs(cwd: Path) -> list:
+def runs(cwd: Path, kind: str | None = None) -> list:
+    """The cells' runs (``kind=None``) or the sweep's parent runs (``kind="sweep"``)."""
     client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
     exp = client.get_experiment_by_name("synthetic")
-    return [] if exp is None else client.search_runs([exp.experiment_id])
+    found = [] if exp is None else client.search_runs([exp.experiment_id])
+    return [r for r in found if r.data.tags.get("segsweep.kind") == kind]
 
 
 def wait_until(predicate, timeout: float = 240, what: str = "condition") -> None:
@@ -55,6 +57,9 @@ def test_two_by_two_sweep_is_one_array_and_rerun_submits_nothing(slurm_cluster: 
     assert "sqlite works only while every SLURM job runs on this machine" in out
     done = runs(slurm_tmp)
     assert len(done) == 4 and {r.info.status for r in done} == {"FINISHED"}
+    (parent,) = runs(slurm_tmp, kind="sweep")  # 4 child runs under one parent
+    assert {r.data.tags["mlflow.parentRunId"] for r in done} == {parent.info.run_id}
+    assert parent.info.status == "FINISHED"
     assert {r.data.tags["segsweep.run_key"] for r in done} == {c["run_key"] for c in cells}
     by_job = {r.data.tags.get("segsweep.slurm_job_id"): r for r in done}
     assert set(by_job) == {c["slurm_job_id"] for c in cells}
@@ -69,7 +74,8 @@ def test_two_by_two_sweep_is_one_array_and_rerun_submits_nothing(slurm_cluster: 
 
 
 def test_failing_cell_is_a_failed_run_with_traceback(slurm_cluster: SlurmCluster, slurm_tmp: Path) -> None:
-    sweep(slurm_tmp, slurm_cluster, "train.adam_eps=2.5e-4,-1.0")
+    out = sweep(slurm_tmp, slurm_cluster, "train.adam_eps=2.5e-4,-1.0", expect_rc=1)  # a cell FAILED: exit 1
+    assert "1 failed, 1 finished" in out  # the sweep's summary table
     by_eps = {r.data.params["train.adam_eps"]: r for r in runs(slurm_tmp)}
     assert by_eps["0.00025"].info.status == "FINISHED"
     failed = by_eps["-1.0"]
