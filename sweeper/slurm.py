@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -159,27 +159,12 @@ def cell_info(cfg: DictConfig) -> dict[str, Any]:
     store and experiment are created here, once, before any job starts (no migration race). A cell
     whose config does not resolve is submitted anyway: its job records the error.
     """
-    from sweeper import naming, tracking
-    from sweeper.task import launch_dir, resolve_config
+    from sweeper import tracking
+    from sweeper.launch import cell_info as resolve_cell
 
-    overrides = list(OmegaConf.select(cfg, "hydra.overrides.task", default=None) or [])
-    cfg = cfg.copy()
-    with open_dict(cfg):
-        cfg.pop("hydra", None)
-    try:
-        cfg = resolve_config(cfg, overrides)
-        name, config_hash = naming.compose(cfg), naming.config_hash(cfg)
-    except Exception as error:  # noqa: BLE001 - the job reports it, with its traceback, in MLflow
-        log.debug("cell does not resolve (%s): submitted", error)
-        return {}
-    uri = tracking.tracking_uri(cfg, launch_dir())
-    experiment = str(cfg.tracking.experiment)
-    experiment_id = tracking.ensure_experiment(uri, experiment)
-    key = f"{name}@{config_hash}"
-    info: dict[str, Any] = {"name": name, "run_key": key, "uri": uri, "experiment": experiment,
-                            "experiment_id": experiment_id}
-    if not cfg.get("force"):
-        runs = tracking.find_runs(tracking.client_for(uri), experiment_id, key)
+    info = resolve_cell(cfg)
+    if info and not cfg.get("force"):
+        runs = tracking.find_runs(tracking.client_for(info["uri"]), info["experiment_id"], info["run_key"])
         if runs and runs[0].info.status == "FINISHED":
             info["finished_run_id"] = runs[0].info.run_id
     return info
