@@ -120,9 +120,9 @@ def result(ret: JobReturn) -> dict[str, Any]:
         value = ret._return_value
         return value if isinstance(value, dict) else {"status": "FINISHED", "name": "", "run_id": None,
                                                       "value": value}
-    error = ret._return_value
-    first = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-    return {"status": "FAILED", "name": "", "run_id": None, "value": None, "error": first}
+    from sweeper.tracking import error_line
+
+    return {"status": "FAILED", "name": "", "run_id": None, "value": None, "error": error_line(ret._return_value)}
 
 
 def close_parents(parents: Mapping[str, str], returns: Sequence[JobReturn], interrupted: bool = False) -> None:

@@ -156,11 +156,6 @@ def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     return _result("FINISHED", name, run_id, value, params_M=metrics.get("params_M"))
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
-
-
 def main(cfg: DictConfig) -> dict:
     """The Hydra task: in a multirun a failing job is recorded and the sweep goes on; a single run
     exits non-zero with one line naming the problem."""
@@ -169,8 +164,8 @@ def main(cfg: DictConfig) -> dict:
         return run_job(cfg, overrides)
     except Exception as error:
         if multirun:
-            print(f"[segsweep] FAILED: {_first_line(error)}", file=sys.stderr, flush=True)
+            print(f"[segsweep] FAILED: {tracking.error_line(error)}", file=sys.stderr, flush=True)
             return _result("FAILED", str(cfg.get("name") or ""), getattr(error, "segsweep_run_id", None),
-                           error=_first_line(error))
-        print(f"error: {_first_line(error)}", file=sys.stderr, flush=True)
+                           error=tracking.error_line(error))
+        print(f"error: {tracking.error_line(error)}", file=sys.stderr, flush=True)
         sys.exit(2 if isinstance(error, naming.UnknownTokenError | ValueError) else 1)

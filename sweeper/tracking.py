@@ -208,10 +208,16 @@ class Heartbeat:
         self._thread.join(timeout=10)
 
 
+def error_line(error: BaseException) -> str:
+    """``Type: first line of the message`` (just ``Type`` when the message is empty)."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 def record_failure(client: MlflowClient, run_id: str, error: BaseException) -> None:
     """FAILED with the traceback as an artifact and the first line of the error as a tag."""
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    first = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+    first = error_line(error)
     try:
         client.log_text(run_id, text, "traceback.txt")
     finally:
