@@ -68,8 +68,8 @@ def cell_info(cfg: DictConfig) -> dict[str, Any]:
         return {}
     uri = tracking.tracking_uri(cfg, launch_dir())
     experiment = str(cfg.tracking.experiment)
-    return {"name": name, "dataset": str(cfg.dataset.name), "run_key": f"{name}@{config_hash}", "uri": uri,
-            "experiment": experiment, "experiment_id": tracking.ensure_experiment(uri, experiment),
+    return {"name": name, "dataset": str(cfg.dataset.name), "run_key": naming.run_key(name, config_hash),
+            "uri": uri, "experiment": experiment, "experiment_id": tracking.ensure_experiment(uri, experiment),
             "epochs": int(cfg.train.epochs)}
 
 

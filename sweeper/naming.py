@@ -351,9 +351,9 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def run_key(cfg: DictConfig) -> str:
-    """The run key (canonical name, dataset, config hash) as one string, usable in paths."""
-    return f"{compose(cfg)}--{config_hash(cfg)}"
+def run_key(name: str, config_hash: str) -> str:
+    """The run key of a canonical name (which starts with the dataset) and its config hash."""
+    return f"{name}@{config_hash}"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     """
     cfg = resolve_config(cfg, overrides or [])
     name, config_hash = naming.compose(cfg), naming.config_hash(cfg)
-    key = f"{name}@{config_hash}"
+    key = naming.run_key(name, config_hash)
     uri = tracking.tracking_uri(cfg, launch_dir())
     experiment_id = tracking.ensure_experiment(uri, str(cfg.tracking.experiment))
     client = tracking.client_for(uri)
