@@ -29,15 +29,7 @@ def params_plot(points: pd.DataFrame, title: str, out: Path) -> Path | None:
     for row in _labelled(pts).itertuples():
         ax.annotate(_short(row.label), (row.params_M, row.val_mIoU), fontsize=6,
                     xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("#Params (M)")
-    ax.set_ylabel("mIoU (%): val, else test")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110, metadata=_META)
-    plt.close(fig)
-    return out
+    return _save(fig, ax, out, title, "#Params (M)", "mIoU (%): val, else test", legend_size=8)
 
 
 def curves_plot(curves: dict[str, pd.Series], title: str, out: Path) -> Path | None:
@@ -48,11 +40,16 @@ def curves_plot(curves: dict[str, pd.Series], title: str, out: Path) -> Path | N
     fig, ax = plt.subplots(figsize=(8, 5))
     for label, series in curves.items():
         ax.plot(series.index, series.values, marker=".", label=_short(label))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("val mIoU (%)")
+    return _save(fig, ax, out, title, "epoch", "val mIoU (%)", legend_size=6)
+
+
+def _save(fig, ax, out: Path, title: str, xlabel: str, ylabel: str, legend_size: int) -> Path:
+    """Label, grid and legend the axes, write the PNG (reproducible metadata) and close the figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=legend_size)
     fig.tight_layout()
     fig.savefig(out, dpi=110, metadata=_META)
     plt.close(fig)
