@@ -128,7 +128,7 @@ def segmentation_loss(outputs: Sequence[torch.Tensor], label: torch.Tensor, igno
     return torch.stack(losses).mean()
 
 
-def _epoch_metrics(cfg: DictConfig, result: dict[str, Any], prefix: str = "val") -> dict[str, float]:
+def _epoch_metrics(result: dict[str, Any], prefix: str = "val") -> dict[str, float]:
     metrics = {f"{prefix}_mIoU": float(result["mIoU"]), f"{prefix}_pixel_acc": float(result["pixel_acc"])}
     for cls, iou in (result.get("iou") or {}).items():
         if iou is not None:
@@ -233,14 +233,14 @@ class _Run:
             started = time.perf_counter()
             lr = self._set_lr(epoch)
             train_loss = self._train_epoch(epoch)
-            metrics = {"train_loss": train_loss, "lr": lr, **_epoch_metrics(self.cfg, self._evaluate(subset)),
+            metrics = {"train_loss": train_loss, "lr": lr, **_epoch_metrics(self._evaluate(subset)),
                        "epoch_seconds": time.perf_counter() - started}
             self.history.append(metrics)
             self._save(epoch + 1)  # before reporting: a kill after the report never repeats an epoch
             self._report("on_epoch_end", epoch + 1, metrics)
         final = dict(self.history[-1]) if self.history else {}
         if subset and self.cfg.eval.get("final_full", True):
-            final.update(_epoch_metrics(self.cfg, self._evaluate(None), prefix="final_val"))
+            final.update(_epoch_metrics(self._evaluate(None), prefix="final_val"))
         else:
             final["final_val_mIoU"] = final.get("val_mIoU", math.nan)
         final["params_M"] = self.params_m
