@@ -25,9 +25,10 @@ def command(store: str, artifacts: Path, host: str = "127.0.0.1", port: int = 50
 
 def prepare(store: str) -> str:
     """Absolute sqlite path, tables created once; returns the store URI."""
-    from sweeper.tracking import client_for, resolve_uri
+    from sweeper.tracking import client_for, probe_database, resolve_uri
 
     store = resolve_uri(store)
+    probe_database(store)
     client_for(store).search_experiments(max_results=1)  # creates/migrates the tables
     return store
 
@@ -57,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         store = prepare(args.store)
     except Exception as error:  # noqa: BLE001 - one line naming the store and the fix
-        print(f"error: cannot use the backend store {args.store} ({error}): check the path or the database",
+        from sweeper.tracking import store_fix
+
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"error: cannot use the backend store {args.store} ({first}): {store_fix(args.store, error)}",
               file=sys.stderr)
         return 2
     args.artifacts.mkdir(parents=True, exist_ok=True)

@@ -68,8 +68,9 @@ def ensure_experiment(uri: str, name: str) -> str:
         if not writable:
             raise RuntimeError(f"the tracking store {uri} is not writable: choose a writable path with "
                                f"`tracking.uri=sqlite:////abs/path/mlflow.db` or MLFLOW_TRACKING_URI")
-    client = client_for(uri)
     try:
+        probe_database(uri)
+        client = client_for(uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
@@ -82,8 +83,30 @@ def ensure_experiment(uri: str, name: str) -> str:
             return experiment.experiment_id
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RuntimeError(f"cannot use the tracking store {uri} ({first}): check the path/server, or set "
-                           f"`tracking.uri=...` / MLFLOW_TRACKING_URI") from error
+        raise RuntimeError(f"cannot use the tracking store {uri} ({first}): {store_fix(uri, error)}") from error
+
+
+def probe_database(uri: str) -> None:
+    """One connection attempt to a database server store (MLflow itself retries for ~100 s)."""
+    if not uri.startswith(("postgresql", "mysql", "mssql")):
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
+def store_fix(uri: str, error: BaseException) -> str:
+    """What to do about a store that cannot be opened."""
+    if isinstance(error, ImportError) and uri.startswith("postgresql"):
+        return "install the PostgreSQL driver with `pip install -e \".[postgres]\"` (psycopg 3)"
+    if uri.startswith("postgresql"):
+        return "start the database (scripts/local-postgres-start.sh) or correct the URI"
+    return "check the path/server, or set `tracking.uri=...` / MLFLOW_TRACKING_URI"
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -75,12 +77,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture()
-def mlflow_server(tmp_path: Path):
+@contextlib.contextmanager
+def serving(store: str, tmp_path: Path) -> Iterator[str]:
+    """`scripts/mlflow-server.sh` on a free port over ``store``; yields its URL, stops it afterwards."""
     port = _free_port()
     log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen([str(REPO / "scripts" / "mlflow-server.sh"), "--port", str(port), "--store",
-                             f"sqlite:///{tmp_path / 'server.db'}", "--artifacts", str(tmp_path / "artifacts")],
+    proc = subprocess.Popen([str(REPO / "scripts" / "mlflow-server.sh"), "--port", str(port), "--store", store,
+                             "--artifacts", str(tmp_path / "artifacts")],
                             stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(), start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -93,6 +96,12 @@ def mlflow_server(tmp_path: Path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    with serving(f"sqlite:///{tmp_path / 'server.db'}", tmp_path) as url:
+        yield url
 
 
 def test_8_writers_at_once_through_the_server(mlflow_server: str, tmp_path: Path):
