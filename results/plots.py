@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import pandas as pd
+from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure state, faster import
 
 _META = {"Software": None}  # no version string in the PNG: the file only changes with the data
 
@@ -21,7 +18,8 @@ def params_plot(points: pd.DataFrame, title: str, out: Path) -> Path | None:
     pts = points.dropna(subset=["params_M", "val_mIoU"])
     if pts.empty:
         return None
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig = Figure(figsize=(8, 5.5))
+    ax = fig.subplots()
     for source, marker in (("segsweep", "o"), ("notes", "s")):
         sub = pts[pts["source"] == source]
         if not sub.empty:
@@ -29,7 +27,7 @@ def params_plot(points: pd.DataFrame, title: str, out: Path) -> Path | None:
     for row in _labelled(pts).itertuples():
         ax.annotate(_short(row.label), (row.params_M, row.val_mIoU), fontsize=6,
                     xytext=(3, 3), textcoords="offset points")
-    return _save(fig, ax, out, title, "#Params (M)", "mIoU (%): val, else test", legend_size=8)
+    return save_figure(fig, ax, out, title, "#Params (M)", "mIoU (%): val, else test", legend_size=8)
 
 
 def curves_plot(curves: dict[str, pd.Series], title: str, out: Path) -> Path | None:
@@ -37,14 +35,15 @@ def curves_plot(curves: dict[str, pd.Series], title: str, out: Path) -> Path | N
     curves = {k: v for k, v in curves.items() if len(v)}
     if not curves:
         return None
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig = Figure(figsize=(8, 5))
+    ax = fig.subplots()
     for label, series in curves.items():
         ax.plot(series.index, series.values, marker=".", label=_short(label))
-    return _save(fig, ax, out, title, "epoch", "val mIoU (%)", legend_size=6)
+    return save_figure(fig, ax, out, title, "epoch", "val mIoU (%)", legend_size=6)
 
 
-def _save(fig, ax, out: Path, title: str, xlabel: str, ylabel: str, legend_size: int) -> Path:
-    """Label, grid and legend the axes, write the PNG (reproducible metadata) and close the figure."""
+def save_figure(fig, ax, out: Path, title: str, xlabel: str, ylabel: str, legend_size: int) -> Path:
+    """Label, grid and legend the axes and write the PNG (reproducible metadata)."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -52,7 +51,6 @@ def _save(fig, ax, out: Path, title: str, xlabel: str, ylabel: str, legend_size:
     ax.legend(fontsize=legend_size)
     fig.tight_layout()
     fig.savefig(out, dpi=110, metadata=_META)
-    plt.close(fig)
     return out
 
 

@@ -42,19 +42,15 @@ def trials_table(parent_run_id: str, tracking_uri: str | None = None) -> str:
 
 def trials_plot(parent_run_id: str, out: Path, tracking_uri: str | None = None) -> Path | None:
     """val mIoU against trial number, with the running best; None when no trial has a value."""
-    from results.plots import plt  # Agg backend set there
+    from matplotlib.figure import Figure
+
+    from results.plots import save_figure
 
     kids = trials_frame(parent_run_id, tracking_uri).dropna(subset=["val_mIoU", "trial_no"])
     if kids.empty:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     ax.scatter(kids["trial_no"], kids["val_mIoU"], label="trial")
     ax.step(kids["trial_no"], kids["val_mIoU"].cummax(), where="post", label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("val mIoU (%)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    return Path(out)
+    return save_figure(fig, ax, Path(out), "val mIoU per trial", "trial", "val mIoU (%)", legend_size=10)

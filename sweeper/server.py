@@ -25,9 +25,10 @@ def command(store: str, artifacts: Path, host: str = "127.0.0.1", port: int = 50
 
 def prepare(store: str) -> str:
     """Absolute sqlite path, tables created once; returns the store URI."""
-    from sweeper.tracking import client_for, probe_database, resolve_uri
+    from sweeper.tracking import client_for, prepare_store, probe_database, resolve_uri
 
     store = resolve_uri(store)
+    prepare_store(store)
     probe_database(store)
     client_for(store).search_experiments(max_results=1)  # creates/migrates the tables
     return store

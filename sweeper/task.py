@@ -86,6 +86,15 @@ def sweep_tags(uri: str, experiment: str, cfg: DictConfig | None = None) -> dict
     return tags
 
 
+def _where_tags(workdir: Path) -> dict[str, str]:
+    """Where this attempt runs: work dir, host, GPUs, SLURM job, and a first heartbeat."""
+    where = {tracking.TAG + "workdir": str(workdir), tracking.TAG + "host": os.uname().nodename,
+             tracking.HEARTBEAT_TAG: tracking.beat(), **slurm.job_tags()}
+    if "CUDA_VISIBLE_DEVICES" in os.environ:  # the GPU(s) a pool launcher gave this job
+        where[tracking.TAG + "cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
+    return where
+
+
 def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     """Run one cell of a sweep; returns {"status", "name", "run_id", "value", ...}.
 
@@ -118,23 +127,20 @@ def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         shutil.rmtree(workdir)
     resumable = (previous is not None and previous.info.status != "FINISHED" and not force
                  and (workdir / CHECKPOINT_NAME).exists())
-    parent_tags = sweep_tags(uri, str(cfg.tracking.experiment), cfg)
+    running = {**sweep_tags(uri, str(cfg.tracking.experiment), cfg), **_where_tags(workdir)}
     if "optuna" in cfg:  # a search trial: linked to its study while it runs, not only at the end
-        parent_tags[tracking.TAG + "trial"] = str(cfg.optuna.trial_number)
+        running[tracking.TAG + "trial"] = str(cfg.optuna.trial_number)
     if resumable:
         run_id = previous.info.run_id
         client.update_run(run_id, status="RUNNING")
+        tracking.set_tags(client, run_id, running)
         print(f"[segsweep] resuming {name} into run {run_id}", flush=True)
     else:
         if previous is not None and previous.info.status == "RUNNING":
             client.set_terminated(previous.info.run_id, "KILLED")  # stale, nothing to resume
-        tags = tracking.run_tags(cfg, name, config_hash, key, parent_tags)
-        run_id = tracking.create_run(client, experiment_id, cfg, tags)
+        run_id = tracking.create_run(client, experiment_id, cfg,
+                                     tracking.run_tags(cfg, name, config_hash, key, running))
         print(f"[segsweep] run {name} -> {run_id} ({uri})", flush=True)
-    where = {tracking.TAG + "workdir": str(workdir), tracking.TAG + "host": os.uname().nodename}
-    if "CUDA_VISIBLE_DEVICES" in os.environ:  # the GPU(s) a pool launcher gave this job
-        where[tracking.TAG + "cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
-    tracking.set_tags(client, run_id, {**where, **parent_tags, **slurm.job_tags()})
     try:
         with tracking.Heartbeat(uri, run_id, float(cfg.tracking.get("heartbeat_s", 30))):
             metrics = train(cfg, [tracking.MlflowCallback(client, run_id), *_extra_callbacks(cfg)], workdir)

@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from engine.callbacks import Callback
+from sweeper.store_template import seed_sqlite_store
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -53,21 +54,28 @@ def client_for(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
+def prepare_store(uri: str) -> None:
+    """Check that a sqlite store is writable and create it from the migrated template if new."""
+    if not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri[len("sqlite:///"):])
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        writable = os.access(db.parent, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))
+    except OSError:
+        writable = False
+    if not writable:
+        raise RuntimeError(f"the tracking store {uri} is not writable: choose a writable path with "
+                           f"`tracking.uri=sqlite:////abs/path/mlflow.db` or MLFLOW_TRACKING_URI")
+    seed_sqlite_store(db)
+
+
 def ensure_experiment(uri: str, name: str) -> str:
     """Create the store and the experiment if needed (once, before any parallel job) and return its id.
 
     An unusable store raises one ``RuntimeError`` that names the URI and the fix.
     """
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
-        try:
-            db.parent.mkdir(parents=True, exist_ok=True)
-            writable = os.access(db.parent, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))
-        except OSError:
-            writable = False
-        if not writable:
-            raise RuntimeError(f"the tracking store {uri} is not writable: choose a writable path with "
-                               f"`tracking.uri=sqlite:////abs/path/mlflow.db` or MLFLOW_TRACKING_URI")
+    prepare_store(uri)
     try:
         probe_database(uri)
         client = client_for(uri)
@@ -166,10 +174,16 @@ def create_run(client: MlflowClient, experiment_id: str, cfg: DictConfig, tags: 
 _BEAT_LOCK = threading.Lock()  # sqlite's set_tag is select-then-insert: two threads would collide
 
 
-def heartbeat(client: MlflowClient, run_id: str) -> None:
-    """Mark the run as alive now (pid@host and time), for the stale-run check of re-runs."""
+def beat() -> str:
+    """A heartbeat value: time and pid@host of this process (for the stale-run check of re-runs)."""
+    return f"{time.time():.0f}:{os.getpid()}@{os.uname().nodename}"
+
+
+def heartbeat(client: MlflowClient, run_id: str, metrics: Iterable[Metric] = (),
+              tags: Iterable[RunTag] = ()) -> None:
+    """Mark the run as alive now, in the same write as ``metrics`` and ``tags`` (one transaction)."""
     with _BEAT_LOCK:
-        client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}:{os.getpid()}@{os.uname().nodename}")
+        client.log_batch(run_id, metrics=list(metrics), tags=[*tags, RunTag(HEARTBEAT_TAG, beat())])
 
 
 def _pid_alive(pid: int) -> bool:
@@ -206,7 +220,8 @@ def is_alive(run: Any, stale_after_s: float = 180.0) -> bool:
 
 
 class Heartbeat:
-    """Context manager: a daemon thread that refreshes the run's heartbeat every ``interval_s``."""
+    """Context manager: a daemon thread that refreshes the run's heartbeat every ``interval_s`` (the
+    run starts with one: :func:`beat` is among the tags it is created or resumed with)."""
 
     def __init__(self, uri: str, run_id: str, interval_s: float = 30.0):
         self.client, self.run_id, self.interval_s = client_for(uri), run_id, interval_s
@@ -214,13 +229,11 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._beat, name="segsweep-heartbeat", daemon=True)
 
     def _beat(self) -> None:
-        while True:
+        while not self._stop.wait(self.interval_s):
             try:
                 heartbeat(self.client, self.run_id)
             except Exception:  # noqa: BLE001 - a missed beat is retried at the next interval
                 pass
-            if self._stop.wait(self.interval_s):
-                return
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -259,29 +272,31 @@ class MlflowCallback(Callback):
         self.client, self.run_id = client, run_id
         self._done: set[int] = set()
 
-    def _log(self, metrics: Mapping[str, float], step: int) -> None:
+    def _log(self, metrics: Mapping[str, float], step: int, beat: bool = False) -> None:
+        """Finite metrics in batches of 1000; with ``beat``, the last batch also refreshes the heartbeat."""
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
                  if isinstance(v, int | float) and math.isfinite(float(v))]
-        for start in range(0, len(batch), 1000):
-            self.client.log_batch(self.run_id, metrics=batch[start:start + 1000])
+        chunks = [batch[start:start + 1000] for start in range(0, len(batch), 1000)] or [[]]
+        for chunk in chunks[:-1]:
+            self.client.log_batch(self.run_id, metrics=chunk)
+        if beat:
+            heartbeat(self.client, self.run_id, chunks[-1])
+        elif chunks[-1]:
+            self.client.log_batch(self.run_id, metrics=chunks[-1])
 
     def on_train_start(self, info: dict[str, Any]) -> None:
-        self.client.log_batch(self.run_id, metrics=[Metric("params_M", round(info["params_M"], 4),
-                                                           int(time.time() * 1000), 0)],
-                              tags=[RunTag(TAG + "steps_per_epoch", str(info["steps_per_epoch"])),
-                                    RunTag(TAG + "device", info["device"])])
         self._done = logged_steps(self.client, self.run_id)
+        heartbeat(self.client, self.run_id, [Metric("params_M", round(info["params_M"], 4), int(time.time() * 1000), 0)],
+                  [RunTag(TAG + "steps_per_epoch", str(info["steps_per_epoch"])), RunTag(TAG + "device", info["device"])])
         for epoch, metrics in enumerate(info.get("history", []), start=1):  # epochs a killed run had not logged
             self.on_epoch_end(epoch, metrics)
-        heartbeat(self.client, self.run_id)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         if epoch in self._done:
             return
-        self._log({**metrics, "epoch": epoch}, epoch)
+        self._log({**metrics, "epoch": epoch}, epoch, beat=True)
         self._done.add(epoch)
-        heartbeat(self.client, self.run_id)
 
     def on_train_end(self, metrics: dict[str, float]) -> None:
         final = {k: v for k, v in metrics.items() if k.startswith(("final_", "test_"))}
