@@ -24,11 +24,16 @@ class RefreshResults(Callback):
     def _refresh(self, config: DictConfig) -> None:
         if not self.enabled:
             return
+        from results.query import StoreError
         from results.readme import refresh  # read-only: results never writes MLflow
 
         out = Path(self.out)
         out = out if out.is_absolute() else launch_dir() / out
-        path = refresh(tracking.resolve_uri(config.tracking.get("uri"), launch_dir()), out)
+        try:
+            path = refresh(tracking.resolve_uri(config.tracking.get("uri"), launch_dir()), out)
+        except StoreError as error:  # e.g. every job failed before its run was created
+            log.warning("results README not regenerated: %s", error)
+            return
         log.info("results README regenerated: %s", path)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -20,6 +20,9 @@ from omegaconf import DictConfig
 class SegsweepLauncher(Launcher):
     """Sequential (``launcher.mode=local``) or worker-pool (``launcher.mode=gpus``) launcher."""
 
+    #: every config of a batch is composed here before any job starts (``segsweep_basic`` relies on it)
+    composes_before_launching = True
+
     def __init__(self, **kwargs: Any) -> None:
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
