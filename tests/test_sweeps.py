@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
@@ -205,3 +206,29 @@ def test_detached_sweep_returns_at_once_and_status_follows_it(store: str, tmp_pa
     assert by_id.stdout.splitlines()[2:] == final.stdout.splitlines()[2:]  # the table
     missing = _status("nope", cwd=tmp_path, uri=store)
     assert missing.returncode == 2 and missing.stderr.startswith("error: no sweep 'nope'")
+
+
+def test_a_bad_cell_fails_the_sweep_before_any_job_with_either_launcher(store: str, tmp_path: Path):
+    """segsweep_basic leaves validation to segsweep's launcher (it composes every cell first); with
+    Hydra's basic launcher it validates as Hydra does. Either way nothing runs."""
+    for launcher in ([], ["hydra/launcher=basic"]):
+        result = _sweep("-m", "backbone=dense30k12,dense30k99", *ONE_EPOCH, *launcher,
+                        f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, uri=store)
+        assert result.returncode != 0 and "Could not find 'backbone/dense30k99'" in result.stderr, result.stderr
+        assert "[segsweep] run " not in result.stdout
+        assert _runs(store) == ([], [])
+
+
+def test_segsweep_basic_validates_only_for_launchers_that_do_not_compose_first():
+    from types import SimpleNamespace
+
+    from hydra_plugins.segsweep_pool import SegsweepLauncher
+    from hydra_plugins.segsweep_pool.sweeper import SegsweepBasicSweeper
+
+    sweeper = SegsweepBasicSweeper(max_batch_size=None)
+    sweeper.launcher, sweeper.config = SegsweepLauncher(), None
+    sweeper.validate_batch_is_legal([["backbone=dense30k99"]])  # left to the launcher: no loader needed
+    sweeper.launcher = SimpleNamespace()
+    sweeper.hydra_context = SimpleNamespace(config_loader=None)
+    with pytest.raises(AssertionError):  # Hydra's own validation ran (and found no loader)
+        sweeper.validate_batch_is_legal([["backbone=dense30k99"]])
