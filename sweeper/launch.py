@@ -9,16 +9,20 @@ makes the command exit non-zero when a job failed.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import fcntl
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from sweeper.resolvers import own_overrides, sweep_id_of
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +34,7 @@ LAST: dict[str, Any] = {"returns": [], "detached": False, "managed": False}
 
 def sweep_overrides(config: DictConfig) -> list[str]:
     """The sweep's own overrides (the command line without hydra.*, launcher.* and +force)."""
-    task = list(OmegaConf.select(config, "hydra.overrides.task", default=None) or [])
-    return [o for o in task if not o.lstrip("+~").startswith(("hydra.", "launcher.", "force="))]
+    return own_overrides(OmegaConf.select(config, "hydra.overrides.task", default=None))
 
 
 def managed(job_overrides: Sequence[Sequence[str]]) -> bool:
@@ -44,7 +47,30 @@ def managed(job_overrides: Sequence[Sequence[str]]) -> bool:
 
 def sweep_id(config: DictConfig) -> str:
     """A stable id of the sweep command: a re-run of the same command re-opens the same parent run."""
-    return hashlib.sha256("\n".join(sorted(sweep_overrides(config))).encode()).hexdigest()[:12]
+    return sweep_id_of(OmegaConf.select(config, "hydra.overrides.task", default=None))
+
+
+@contextlib.contextmanager
+def sweep_lock(sweep_dir: Path) -> Iterator[int]:
+    """Hold ``<sweep dir>/.lock`` while this process runs the sweep: the same command started again
+    meanwhile (same sweep dir) exits 2 with one line naming the holder, instead of running twice.
+    Yields the lock's file descriptor: a detached process that inherits it holds the lock on. The
+    lock goes with the last process holding it (a killed sweep leaves none behind)."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with (sweep_dir / ".lock").open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            print(f"error: this sweep is already running ({holder}; sweep dir {sweep_dir}): follow it with "
+                  f"`python -m sweeper status {sweep_dir}`, or run it again when it has ended", file=sys.stderr)
+            raise SystemExit(2) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {os.uname().nodename}")
+        handle.flush()
+        yield handle.fileno()  # closing it (not LOCK_UN) keeps the lock for a process that inherited it
 
 
 def sweep_name(config: DictConfig) -> str:
@@ -170,6 +196,24 @@ try:  # Hydra's callback base (always there when a sweep runs)
     from hydra.experimental.callback import Callback as _HydraCallback
 except ImportError:  # pragma: no cover
     _HydraCallback = object  # type: ignore[assignment,misc]
+
+
+class FixSweepDir(_HydraCallback):
+    """Hydra callback: resolve ``hydra.sweep.dir`` once, in the sweep's own config, and hand it to
+    every job as a ``hydra.sweep.dir=...`` override (Hydra composes each job from
+    ``hydra.overrides.hydra`` plus the job's overrides, whatever the sweeper or launcher), so an
+    interpolation of the sweep's overrides (``${sweep_dirname:...}``) means one dir for all jobs."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        given = list(OmegaConf.select(config, "hydra.overrides.hydra", default=None) or [])
+        if any(str(o).lstrip("+~").startswith("hydra.sweep.dir=") for o in given):
+            return  # set on the command line: already one literal dir for all
+        sweep_dir = str(config.hydra.sweep.dir)
+        if "'" in sweep_dir:
+            raise ValueError(f"the sweep dir {sweep_dir!r} contains a quote: set hydra.sweep.dir=<dir without quotes>")
+        with read_write(config.hydra), open_dict(config.hydra):
+            config.hydra.overrides.hydra.append(f"hydra.sweep.dir='{sweep_dir}'")
+            config.hydra.sweep.dir = sweep_dir
 
 
 class SweepSummary(_HydraCallback):

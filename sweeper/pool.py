@@ -204,15 +204,17 @@ def _run_and_close(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequ
 
 
 def _detach(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict], parents: dict[str, str],
-            sweep_dir: Path) -> list[JobReturn]:
+            sweep_dir: Path, lock_fd: int | None = None) -> list[JobReturn]:
     payload = sweep_dir / "detached.pkl"
     payload.write_bytes(cloudpickle.dumps((launcher, jobs, cells, parents, Singleton.get_state())))
     logfile = sweep_dir / "detached.log"
     with logfile.open("a") as out:
         proc = subprocess.Popen([sys.executable, "-m", "sweeper.pool", "detached", str(payload)], stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                pass_fds=() if lock_fd is None else (lock_fd,),  # it holds the sweep lock on
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
     (sweep_dir / "detached.pid").write_text(str(proc.pid))
+    (sweep_dir / ".lock").write_text(f"detached process {proc.pid} on {os.uname().nodename}")
     print(f"[segsweep] detached: {len(jobs)} jobs run in process {proc.pid} (log {logfile}); follow with "
           f"`python -m sweeper status {sweep_dir}`", flush=True)
     returns = []
@@ -238,12 +240,13 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
     if sweep.managed(job_overrides):  # trials of a search: its sweeper owns the parent run and summary
         return _run(launcher, jobs, cells, sweep_dir, configs)
-    parents = sweep.open_parents(config, cells, sweep_dir)
-    sweep.write_manifest(sweep_dir, config, cells, parents)
-    if bool(_opts(config).get("detach", False)):
-        return _detach(launcher, jobs, cells, parents, sweep_dir)
-    log.info("Launching %d jobs (%s)", len(jobs), _opts(config).get("mode", "local"))
-    return _run_and_close(launcher, jobs, cells, parents, sweep_dir, configs)
+    with sweep.sweep_lock(sweep_dir) as lock_fd:
+        parents = sweep.open_parents(config, cells, sweep_dir)
+        sweep.write_manifest(sweep_dir, config, cells, parents)
+        if bool(_opts(config).get("detach", False)):
+            return _detach(launcher, jobs, cells, parents, sweep_dir, lock_fd)
+        log.info("Launching %d jobs (%s)", len(jobs), _opts(config).get("mode", "local"))
+        return _run_and_close(launcher, jobs, cells, parents, sweep_dir, configs)
 
 
 def _main(argv: Sequence[str]) -> int:
@@ -262,6 +265,7 @@ def _main(argv: Sequence[str]) -> int:
         launcher, jobs, cells, parents, state = cloudpickle.loads(Path(argv[1]).read_bytes())
         Singleton.set_state(state)
         setup_globals()
+        # the sweep lock was inherited from the launching command and goes when this process ends
         returns = _run_and_close(launcher, jobs, cells, parents, Path(str(launcher.config.hydra.sweep.dir)))
         return 1 if sweep.any_failed(returns) else 0
     print("usage: python -m sweeper.pool job PAYLOAD RESULT | detached PAYLOAD", file=sys.stderr)

@@ -184,7 +184,7 @@ def _status(*args: str, cwd: Path, uri: str, timeout: int = 600) -> subprocess.C
 
 
 def test_detached_sweep_returns_at_once_and_status_follows_it(store: str, tmp_path: Path):
-    sweep_dir = tmp_path / "outputs" / "hydra-multirun" / "d"
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "d"
     result = _sweep("-m", "lr=1e-3,1e30", *ONE_EPOCH, "launcher.detach=true", f"hydra.sweep.dir={sweep_dir}",
                     cwd=tmp_path, uri=store)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -232,3 +232,46 @@ def test_segsweep_basic_validates_only_for_launchers_that_do_not_compose_first()
     sweeper.hydra_context = SimpleNamespace(config_loader=None)
     with pytest.raises(AssertionError):  # Hydra's own validation ran (and found no loader)
         sweeper.validate_batch_is_legal([["backbone=dense30k99"]])
+
+
+def test_the_sweep_dir_derives_from_the_sweep_and_one_runs_at_a_time(store: str, tmp_path: Path):
+    """No timestamps: the jobs of a sweep share one dir named after its overrides, a re-run reuses it,
+    another sweep gets another; the same sweep started while it runs (detached) is refused."""
+    args = ["-m", "scale=1,2", *ONE_EPOCH, f"output_root={tmp_path / 'out'}"]
+    first = _sweep(*args, cwd=tmp_path, uri=store)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "out" / "sweeps").iterdir()
+    assert sweep_dir.name.startswith("batch_size=4_dataset.crop_size=32_")
+    assert sweep_dir.name.endswith(parent_sweep_id(store)) and {"0", "1"} <= {p.name for p in sweep_dir.iterdir()}
+    assert _sweep(*args, cwd=tmp_path, uri=store).returncode == 0
+    assert list((tmp_path / "out" / "sweeps").iterdir()) == [sweep_dir]
+
+    other = [*args, "seed=7", "train.epochs=2", "launcher.detach=true"]
+    detached = _sweep(*other, cwd=tmp_path, uri=store)
+    assert detached.returncode == 0 and "detached: 2 jobs" in detached.stdout, detached.stderr[-3000:]
+    again = _sweep(*other, cwd=tmp_path, uri=store)  # while the detached process holds the sweep
+    assert again.returncode == 2 and "error: this sweep is already running (detached process" in again.stderr
+    assert len(list((tmp_path / "out" / "sweeps").iterdir())) == 2
+    other_dir = next(p for p in (tmp_path / "out" / "sweeps").iterdir() if p != sweep_dir)
+    assert _status(str(other_dir), "--watch", "0.5", cwd=tmp_path, uri=store).returncode == 0
+    jobs, parents = _runs(store)
+    assert len(parents) == 2 and len(jobs) == 4 and {r.info.status for r in jobs} == {"FINISHED"}
+
+
+def parent_sweep_id(uri: str) -> str:
+    _, (parent,) = _runs(uri)
+    return parent.data.tags["segsweep.sweep_id"]
+
+
+def test_sweep_dirname_is_stable_readable_and_ignores_launch_details():
+    from sweeper.resolvers import sweep_dirname, sweep_id_of
+
+    a = sweep_dirname(["backbone=dense30k36,dense30k48", "scale=12,16,20"])
+    assert a == f"backbone=dense30k36,dense30k48_scale=12,16,20-{sweep_id_of(['scale=12,16,20', 'backbone=dense30k36,dense30k48'])}"
+    assert sweep_dirname(["scale=12,16,20", "backbone=dense30k36,dense30k48", "launcher.detach=true",
+                          "hydra.verbose=true", "+force=true"]) == a
+    assert sweep_dirname(["scale=12,16"]) != sweep_dirname(["scale=12,16,20"])
+    assert sweep_dirname([]).startswith("defaults-")
+    odd = sweep_dirname(["name=camvid.scratch.imagesize321.dense30k48", "output_root=/a b/c", "x='y'"])
+    assert "/" not in odd and " " not in odd and "'" not in odd
+    assert len(sweep_dirname([f"k{i}=v" for i in range(100)])) <= 80 + 13
