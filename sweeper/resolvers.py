@@ -30,9 +30,9 @@ def sweep_id_of(task_overrides: Iterable[str] | None) -> str:
 
 def sweep_dirname(task_overrides: Iterable[str] | None, max_len: int = 80) -> str:
     """``backbone=dense30k36,dense30k48_scale=12,16-<id>``: readable (truncated), unique by its id."""
-    slug = "_".join(sorted(own_overrides(task_overrides))) or "defaults"
-    slug = re.sub(r"[^A-Za-z0-9=,._+-]+", "-", slug)[:max_len].strip("-_.") or "sweep"
-    return f"{slug}-{sweep_id_of(task_overrides)}"
+    own = own_overrides(task_overrides)
+    slug = re.sub(r"[^A-Za-z0-9=,._+-]+", "-", "_".join(sorted(own)) or "defaults")[:max_len].strip("-_.") or "sweep"
+    return f"{slug}-{sweep_id_of(own)}"
 
 
 def register() -> None:

@@ -59,11 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         store = prepare(args.store)
     except Exception as error:  # noqa: BLE001 - one line naming the store and the fix
-        from sweeper.tracking import store_fix
+        from sweeper.tracking import store_error
 
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"error: cannot use the backend store {args.store} ({first}): {store_fix(args.store, error)}",
-              file=sys.stderr)
+        print(f"error: {store_error(args.store, error, kind='backend')}", file=sys.stderr)
         return 2
     args.artifacts.mkdir(parents=True, exist_ok=True)
     cmd = command(store, args.artifacts, args.host, args.port, args.workers)

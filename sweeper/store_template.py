@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
-    """``$SEGSWEEP_CACHE``, else ``$XDG_CACHE_HOME/segsweep``, else ``~/.cache/segsweep`` (as results')."""
+    """``$SEGSWEEP_CACHE``, else ``$XDG_CACHE_HOME/segsweep``, else ``~/.cache/segsweep``: the rule of
+    ``results.stale.cache_dir``, not imported from there (bench/results.py shadows ``results`` in benches)."""
     default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "segsweep"
     return Path(os.environ.get("SEGSWEEP_CACHE") or default)
 

@@ -90,8 +90,7 @@ def ensure_experiment(uri: str, name: str) -> str:
                 raise
             return experiment.experiment_id
     except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RuntimeError(f"cannot use the tracking store {uri} ({first}): {store_fix(uri, error)}") from error
+        raise RuntimeError(store_error(uri, error)) from error
 
 
 def probe_database(uri: str) -> None:
@@ -108,13 +107,15 @@ def probe_database(uri: str) -> None:
         engine.dispose()
 
 
-def store_fix(uri: str, error: BaseException) -> str:
-    """What to do about a store that cannot be opened."""
+def store_error(uri: str, error: BaseException, kind: str = "tracking") -> str:
+    """One line for a store that cannot be opened: the store, the error's first line and the fix."""
     if isinstance(error, ImportError) and uri.startswith("postgresql"):
-        return "install the PostgreSQL driver with `pip install -e \".[postgres]\"` (psycopg 3)"
-    if uri.startswith("postgresql"):
-        return "start the database (scripts/local-postgres-start.sh) or correct the URI"
-    return "check the path/server, or set `tracking.uri=...` / MLFLOW_TRACKING_URI"
+        fix = "install the PostgreSQL driver with `pip install -e \".[postgres]\"` (psycopg 3)"
+    elif uri.startswith("postgresql"):
+        fix = "start the database (scripts/local-postgres-start.sh) or correct the URI"
+    else:
+        fix = "check the path/server, or set `tracking.uri=...` / MLFLOW_TRACKING_URI"
+    return f"cannot use the {kind} store {uri} ({first_line(error)}): {fix}"
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -244,10 +245,15 @@ class Heartbeat:
         self._thread.join(timeout=10)
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of the error's message (its type name when the message is empty)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def error_line(error: BaseException) -> str:
     """``Type: first line of the message`` (just ``Type`` when the message is empty)."""
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+    return f"{type(error).__name__}: {first_line(error)}" if str(error).strip() else type(error).__name__
 
 
 def record_failure(client: MlflowClient, run_id: str, error: BaseException) -> None:
