@@ -89,3 +89,8 @@ class SyntheticDataset(SegDataset):
 
     def load(self, j: int) -> tuple[np.ndarray, np.ndarray]:
         return generate(np.random.default_rng([self.data_seed, self.split_id, j]), self.size)
+
+
+def build_synthetic(cfg, split: str, train: bool) -> SyntheticDataset:
+    """The registry's reader entry point (``conf/dataset/synthetic.yaml``)."""
+    return SyntheticDataset(cfg, split, train)

@@ -57,7 +57,8 @@ RECIPES = {("densenet", "scratch"): "densenet", ("densenet", "imagenet"): "dense
 #: Keys that do not change what a run computes: left out of the config hash.
 UNHASHED_KEYS = ("name", "tracking", "launcher", "output_root", "device", "annotations", "force",
                  "optuna", "sweep", "hydra")
-UNHASHED_NESTED_KEYS = (("dataset", "root"), ("train", "base_lr"))  # base_lr only defaults `lr`
+UNHASHED_NESTED_KEYS = (("dataset", "root"), ("train", "base_lr"),  # base_lr only defaults `lr`
+                        ("dataset", "reader"), ("dataset", "tokens"), ("dataset", "order"))  # the declaration
 
 
 class UnknownTokenError(ValueError):
