@@ -96,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatasetError as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a read-only --out: what and where, not a traceback
+        print(f"error: {e.strerror or e}: {e.filename or ''} (free space or pick another --out, then re-run to "
+              "resume)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume", file=sys.stderr)
         return 130

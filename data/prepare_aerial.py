@@ -112,7 +112,7 @@ def _tile_size(path: Path) -> tuple[int, int]:
 
 
 def cut_tile(base: Path, tile: str, out: Path, size: int, stride: int) -> list[str]:
-    """Write the patches of one tile that are not there yet; return all its patch names."""
+    """Write the patches of one tile into ``out/{images,gt}`` (those not there yet); return all its patch names."""
     image_path, gt_path = base / "images" / f"{tile}.tif", base / "gt" / f"{tile}.tif"
     width, height = _tile_size(image_path)
     if _tile_size(gt_path) != (width, height):
@@ -165,7 +165,7 @@ def prepare_aerial(inria: Path, out: Path, size: int = 1000, stride: int | None 
             _link(base / kind / f"{tile}.tif", out / "val" / kind / f"{tile}.tif")
     patches: list[str] = []
     for tile in tqdm(train, desc="aerial tiles", unit="tile", disable=None if progress else True):
-        patches += cut_tile(base, tile, out, size, stride)
+        patches += cut_tile(base, tile, out / "train", size, stride)
     _write_list(out / "train.txt", [f"train/images/{p} train/gt/{p}" for p in patches])
     _write_list(out / "val.txt", [f"val/images/{t}.tif val/gt/{t}.tif" for t in val])
     return {"train": len(patches), "val": len(val), "train_tiles": len(train)}
