@@ -193,7 +193,7 @@ def make_inria(root: Path, cities: dict[str, int], side: int = 40) -> Path:
     return base
 
 
-def truncate(path: Path, keep: float = 0.5) -> Path:
+def truncate(path: Path, keep: float = 0.9) -> Path:
     """Cut ``path`` to ``keep`` of its bytes (a download or copy that stopped early)."""
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
