@@ -19,8 +19,9 @@ from tests.conftest import REPO, subprocess_env
 from tests.fixtures_data import H, W, make_aerial, make_voc, rand_image, truncate, write_png
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture()
 def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache of its own (elsewhere: the shared one; test trees have unique paths, hence unique keys)."""
     cache = tmp_path / "cache"
     monkeypatch.setenv("SEGSWEEP_CACHE", str(cache))
     return cache
