@@ -166,7 +166,7 @@ def fingerprint(pairs: Iterable[Pair], mode: str, extra: str = "") -> str | None
                 st = path.stat()
             except OSError:
                 return None
-            digest.update(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            digest.update(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
