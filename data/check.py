@@ -24,14 +24,14 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from data.errors import DatasetError
+from data.errors import CorruptFileError, DatasetError
 from data.io import COLOUR_MODES, sbd_mat_hint
 
 #: bump when what a check verifies changes (old cache entries then no longer match)
@@ -52,6 +52,7 @@ class Problem:
 
     path: Path
     reason: str
+    corrupt: bool = False  # undecodable or truncated: what ``dataset.skip_corrupt: true`` skips at load
 
     def line(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -112,8 +113,8 @@ def read_header(path: Path, what: str) -> Header | Problem:
             reason = incomplete(img, path)
             header = Header(img.size, img.mode)
     except _OPEN_ERRORS as e:
-        return Problem(path, f"{what} cannot be read ({type(e).__name__}: {e})")
-    return Problem(path, reason) if reason else header
+        return Problem(path, f"{what} cannot be read ({type(e).__name__}: {e})", corrupt=True)
+    return Problem(path, reason, corrupt=True) if reason else header
 
 
 def check_pair_headers(image: Path, label: Path) -> list[Problem]:
@@ -140,6 +141,8 @@ def check_item_decoded(dataset: Any, j: int) -> list[Problem]:
         return header_problems
     try:
         image, label = dataset.load(j)
+    except CorruptFileError as e:
+        return [Problem(label_path, str(e).splitlines()[0], corrupt=True)]
     except DatasetError as e:
         return [Problem(label_path, str(e).splitlines()[0])]
     allowed = {*range(dataset.num_classes), dataset.ignore_index, *dataset.void_labels}
@@ -237,12 +240,18 @@ def splits_in_use(cfg: Any) -> list[str]:
 
 def check_before_training(cfg: Any, datasets: Mapping[str, Any]) -> None:
     """Headers and sizes of every pair of ``datasets`` (split -> dataset); raise a ``DatasetError``
-    naming the broken files (on its first line: the first few) before any step. Cached."""
+    naming the broken files (on its first line: the first few) before any step. Cached. With
+    ``dataset.skip_corrupt: true`` undecodable files are only reported (the reader skips them)."""
     name = str(cfg.dataset.name)
+    skip_corrupt = bool(cfg.dataset.get("skip_corrupt", False))
     for split, dataset in datasets.items():
         report = check_split(dataset, split, "headers")
-        if report.problems:
-            raise broken_error(name, report)
+        fatal = tuple(p for p in report.problems if not (skip_corrupt and p.corrupt))
+        if fatal:
+            raise broken_error(name, replace(report, problems=fatal))
+        for problem in report.problems:
+            print(f"[data] {name} {split}: {problem.line()} (skipped when read: dataset.skip_corrupt=true)",
+                  file=sys.stderr, flush=True)
         if not report.cached and report.pairs and pairs_of(dataset) is not None:
             print(f"[data] {name} {split}: {report.pairs} pairs checked (headers) in {report.seconds:.1f} s",
                   file=sys.stderr, flush=True)

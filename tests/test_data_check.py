@@ -150,6 +150,17 @@ def test_training_check_raises_naming_the_files_on_its_first_line(tmp_path: Path
                     f"{ds.pairs[3][1]}: truncated PNG (no IEND chunk at the end)"]
 
 
+def test_skip_corrupt_lets_undecodable_files_through_but_not_size_mismatches(tmp_path: Path, capsys):
+    cfg, ds = _voc(tmp_path)
+    cfg.dataset.skip_corrupt = True
+    truncate(ds.pairs[0][1])
+    check_before_training(cfg, {"train_aug": ds})  # the reader skips it, with a warning and a count
+    assert f"{ds.pairs[0][1]}: truncated PNG" in capsys.readouterr().err
+    write_png(ds.pairs[1][1], np.zeros((H, W + 3), dtype=np.uint8))
+    with pytest.raises(DatasetError, match=r"1 broken file\(s\) of 4 pairs: .*2007_000001.png: label is 19x12"):
+        check_before_training(cfg, {"train_aug": ds})
+
+
 def test_a_listed_sbd_mat_label_says_how_to_convert_it(tmp_path: Path):
     cfg, ds = _voc(tmp_path)
     mat = ds.pairs[0][1].with_suffix(".mat")
