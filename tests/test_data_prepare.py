@@ -210,3 +210,30 @@ def test_a_run_on_a_broken_tree_fails_before_its_first_step_naming_the_file(tmp_
     client = MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("aerial").experiment_id])
     assert run.info.status == "FAILED" and "train_loss" not in run.data.metrics  # no step was taken
+
+
+def _peak_rss_mb(args: list[str], cwd: Path) -> float:
+    """The peak resident memory of ``python -m data ARGS`` (VmHWM: ru_maxrss would include the forking parent)."""
+    probe = ("import re, sys\nfrom data.__main__ import main\nassert main(sys.argv[1:]) == 0\n"
+             "print(int(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read())[1]) / 1024)")
+    result = subprocess.run([sys.executable, "-c", probe, *args], cwd=cwd, capture_output=True, text=True,
+                            timeout=300, env=subprocess_env(PYTHONPATH=str(REPO)))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return float(result.stdout.split()[-1])
+
+
+@pytest.mark.slow
+def test_a_large_tile_is_in_memory_once_while_it_is_cut(tmp_path: Path):
+    side = 4000  # Pillow holds RGB at 4 bytes a pixel: 64 MB for this tile
+    for name, n in (("small", 40), ("large", side)):
+        base = tmp_path / name / "train"
+        for city in ("austin1", "austin2"):  # austin1 validates, austin2 is cut
+            for kind, shape in (("images", (n, n, 3)), ("gt", (n, n))):
+                (base / kind).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.zeros(shape, dtype=np.uint8)).save(base / kind / f"{city}.tif")
+    args = ["prepare", "aerial", "--val-per-city", "1", "--size", "40"]
+    baseline = _peak_rss_mb([*args, "--inria", "small", "--out", "small-out"], tmp_path)
+    peak = _peak_rss_mb([*args, "--size", "1000", "--inria", "large", "--out", "large-out"], tmp_path)
+    tile_mb = side * side * 4 / 2**20
+    assert 0.5 * tile_mb < peak - baseline < 1.5 * tile_mb, (baseline, peak)
+    assert len((tmp_path / "large-out" / "train.txt").read_text().splitlines()) == 16
