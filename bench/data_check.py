@@ -42,7 +42,7 @@ def write_voc_tree(root: Path, pairs: int) -> None:
         label[yy % 50 == 0] = 255
         name = f"2007_{i:06d}"
         Image.fromarray(image).save(root / "JPEGImages" / f"{name}.jpg", quality=90)
-        Image.fromarray(label, mode="L").save(root / "SegmentationClassAug" / f"{name}.png")
+        Image.fromarray(label).save(root / "SegmentationClassAug" / f"{name}.png")
         lines.append(f"JPEGImages/{name}.jpg SegmentationClassAug/{name}.png\n")
     (root / "train_aug.txt").write_text("".join(lines))
 

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from data.errors import CorruptFileError, DatasetError
-from data.io import COLOUR_MODES, sbd_mat_hint
+from data.io import COLOUR_MODES, sbd_mat_hint, write_atomic
 
 #: bump when what a check verifies changes (old cache entries then no longer match)
 CHECK_VERSION = 1
@@ -188,9 +188,7 @@ def _remember(key: str, summary: str) -> None:
     try:
         path = _cache_file(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(summary + "\n")
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: tmp.write_text(summary + "\n"))
     except OSError:
         pass  # a read-only home only costs the next run the check again
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +56,14 @@ def read_label(path: str | Path) -> np.ndarray:
             "ids (mode L or P), e.g. SegmentationClassAug / CamVid *annot / gtFine_labelIds"
         )
     return np.asarray(img).astype(np.int64)
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` to a temporary name next to ``path``, then rename: ``path`` is complete or absent,
+    and an interrupted write leaves no temporary file behind."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -17,7 +17,6 @@ name and renamed; a tile whose patches all exist is skipped without opening it: 
 
 from __future__ import annotations
 
-import os
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 from PIL import Image
 
 from data.errors import DatasetError
+from data.io import write_atomic
 
 TILE_NAME = re.compile(r"^(?P<city>.*?)(?P<number>\d+)$")
 SUFFIXES = (".tif",)
@@ -100,12 +100,6 @@ def patch_name(tile: str, row: int, column: int) -> str:
     return f"{tile}_patch{row}_{column}.tif"
 
 
-def _save_atomic(img: Image.Image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    img.save(tmp, format="TIFF")
-    os.replace(tmp, path)
-
-
 def _tile_size(path: Path) -> tuple[int, int]:
     with Image.open(path) as img:
         return img.size
@@ -126,7 +120,8 @@ def cut_tile(base: Path, tile: str, out: Path, size: int, stride: int) -> list[s
         with Image.open(source) as whole:
             whole.load()  # the one decoded copy of this tile; patches are cropped from it
             for name, box in todo:
-                _save_atomic(whole.crop(box), out / kind / name)
+                patch = whole.crop(box)
+                write_atomic(out / kind / name, lambda tmp, patch=patch: patch.save(tmp, format="TIFF"))
     return names
 
 
@@ -138,9 +133,8 @@ def _link(source: Path, link: Path) -> None:
 
 
 def _write_list(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    os.replace(tmp, path)
+    text = "".join(line + "\n" for line in lines)
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def prepare_aerial(inria: Path, out: Path, size: int = 1000, stride: int | None = None, val_per_city: int = 5,

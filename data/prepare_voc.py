@@ -15,7 +15,6 @@ present are kept, the lists are rewritten last. ``<out>`` may be the VOC2012 fol
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from data.errors import DatasetError
+from data.io import write_atomic
 
 LABEL_DIR = "SegmentationClassAug"
 
@@ -86,18 +86,6 @@ def voc_label(png_path: Path) -> np.ndarray:
         return np.asarray(img)
 
 
-def write_atomic_png(label: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    Image.fromarray(label, mode="L").save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-def write_atomic_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def label_source(image_id: str, src: VocSources, voc_annotated: set[str]) -> Path:
     """VOC's own annotation when it has one, else SBD's."""
     if image_id in voc_annotated:
@@ -138,7 +126,8 @@ def prepare_voc(sbd: Path, voc: Path, out: Path, progress: bool = True) -> dict[
     (out / "JPEGImages").mkdir(exist_ok=True)
     tally = _convert(ids, src, out, set(voc_train) | set(voc_val), progress)
     for split, split_ids in lists.items():
-        write_atomic_text("".join(pair_line(i) + "\n" for i in split_ids), out / f"{split}.txt")
+        text = "".join(pair_line(i) + "\n" for i in split_ids)
+        write_atomic(out / f"{split}.txt", lambda tmp, text=text: tmp.write_text(text))
     return {**{split: len(v) for split, v in lists.items()}, "written": tally.written, "kept": tally.kept}
 
 
@@ -153,7 +142,8 @@ def _convert(ids: list[str], src: VocSources, out: Path, voc_annotated: set[str]
             tally.kept += 1
             continue
         source = label_source(image_id, src, voc_annotated)
-        write_atomic_png(voc_label(source) if source.suffix == ".png" else sbd_label(source), target)
+        label = voc_label(source) if source.suffix == ".png" else sbd_label(source)
+        write_atomic(target, lambda tmp, label=label: Image.fromarray(label).save(tmp, format="PNG"))
         tally.written += 1
     return tally
 

@@ -105,6 +105,20 @@ def test_prepare_voc_bad_input_is_one_line_and_exit_2(raw_voc: dict, tmp_path: P
     assert not (tmp_path / "out").exists()  # nothing written before the sources are known complete
 
 
+def test_an_interrupted_write_leaves_neither_a_partial_file_nor_a_temporary_one(tmp_path: Path):
+    from data.io import write_atomic
+
+    def stopped(tmp: Path) -> None:
+        tmp.write_bytes(b"half a png")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "x.png", stopped)
+    assert list(tmp_path.iterdir()) == []
+    write_atomic(tmp_path / "x.png", lambda tmp: tmp.write_bytes(b"whole"))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"] and (tmp_path / "x.png").read_bytes() == b"whole"
+
+
 # -- Inria aerial --------------------------------------------------------------------------------
 def test_patch_offsets_step_by_stride_and_end_at_the_border():
     assert starts(5000, 1000, 1000) == [0, 1000, 2000, 3000, 4000]
