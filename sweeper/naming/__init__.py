@@ -47,9 +47,6 @@ from sweeper.naming.configs import (
 from sweeper.naming.errors import BadNameError, ConflictingTokensError, UnknownTokenError
 from sweeper.naming.tokens import ANNOTATIONS, KNOWN_SPELLINGS, TABLE
 
-register_backbones()  # before any Hydra app composes: `backbone=dense{L}k{K}` options
-
-
 def run_key(name: str, config_hash: str) -> str:
     """The run key of a canonical name (which starts with the dataset) and its config hash."""
     return f"{name}@{config_hash}"

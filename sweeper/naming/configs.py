@@ -262,6 +262,8 @@ def _override_parser() -> Any:
 @lru_cache(maxsize=1024)
 def parse_overrides(overrides: tuple[str, ...]) -> tuple[dict[str, str], tuple[Change, ...]]:
     """Group choices and value changes of command-line overrides (Hydra's grammar)."""
+    if not overrides:
+        return {}, ()
     try:
         parsed = _override_parser().parse_overrides(list(overrides))
     except Exception as error:  # Hydra's grammar error: let Hydra word it
