@@ -48,8 +48,8 @@ UNHASHED_KEYS = ("name", "tracking", "launcher", "output_root", "device", "annot
                  "optuna", "sweep", "hydra")
 UNHASHED_NESTED_KEYS = (("dataset", "root"), ("train", "base_lr"),  # base_lr only defaults `lr`
                         ("dataset", "reader"), ("dataset", "tokens"), ("dataset", "order"))  # the declaration
-#: Where inputs live (a file, a folder): a path, never part of a name. They enter the hash only while
-#: unset (null, their default: the hashes of existing configs stay as they were).
+#: Where inputs live (a file, a folder): a path, never part of a name and not what a run computes. They
+#: enter the hash as null (their default) whatever they hold, so the hashes of existing configs stay.
 LOCATION_KEYS = (("init_path",), ("dataset", "list_dir"))
 #: The one hashed key that a name leaves out: runs that differ only by seed repeat one table cell.
 SEED_KEY = "seed"
@@ -200,12 +200,12 @@ def semantic_config(cfg: DictConfig | dict) -> dict:
         data.pop(key, None)
     for group, key in UNHASHED_NESTED_KEYS:
         data.get(group, {}).pop(key, None)
-    for path in LOCATION_KEYS:
-        parent = data
-        for part in path[:-1]:
-            parent = parent.get(part, {})
-        if parent.get(path[-1]) is not None:
-            parent.pop(path[-1])
+    for *parents, leaf in LOCATION_KEYS:
+        node = data
+        for part in parents:
+            node = node.get(part, {})
+        if leaf in node:
+            node[leaf] = None
     return data
 
 
