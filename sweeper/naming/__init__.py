@@ -47,6 +47,7 @@ from sweeper.naming.configs import (
 from sweeper.naming.errors import BadNameError, ConflictingTokensError, UnknownTokenError
 from sweeper.naming.tokens import ANNOTATIONS, KNOWN_SPELLINGS, TABLE
 
+
 def run_key(name: str, config_hash: str) -> str:
     """The run key of a canonical name (which starts with the dataset) and its config hash."""
     return f"{name}@{config_hash}"
@@ -61,5 +62,5 @@ def apply_seed_name(cfg: DictConfig, explicit: Iterable[str]) -> DictConfig:
 __all__ = ["ANNOTATIONS", "CONF_DIR", "DENSE_LAYOUTS", "GROWTHS", "KNOWN_SPELLINGS", "TABLE", "UNHASHED_KEYS",
            "UNHASHED_NESTED_KEYS", "BadNameError", "ConflictingTokensError", "UnknownTokenError",
            "apply_seed_name", "backbone_summary", "canonical", "compose", "compose_config", "compose_semantic",
-           "config_hash", "decode", "explain", "hash_of", "parse", "plan_of", "read_name", "run_key", "semantic",
+           "config_hash", "decode", "explain", "hash_of", "parse", "plan_of", "read_name", "register_backbones", "run_key", "semantic",
            "semantic_config", "split_tokens"]
