@@ -182,6 +182,8 @@ def resolve(reading: Reading) -> Plan:
     if family == "densenet" and GROWTH in markers and "backbone.growth" not in values:
         values["backbone.growth"] = markers[GROWTH]
     init = values.pop("init", None) or ("scratch" if family == "densenet" else "imagenet")
+    if (family, init) not in RECIPES:
+        raise BadNameError(f"init={init!r} in name {reading.name!r}: init is scratch or imagenet")
     choices = {"dataset": values.pop("dataset", "synthetic"), "backbone": backbone,
                "model": values.pop("model", "deeplabv2"), "train": values.pop("train", RECIPES[(family, init)])}
     if "eval" in values:
@@ -300,6 +302,8 @@ def _annotation(value: Any) -> str:
 def _table_tokens(run: dict) -> list[str]:
     """The table's tokens for a run, in canonical order, each only when all it sets is the run's."""
     context = Context(run, {})
+    if run.get("init") not in ("scratch", "imagenet"):
+        raise BadNameError(f"init={run.get('init')!r}: init is scratch or imagenet")
     init, recipe = init_choice(context)
     choices = {"dataset": run["dataset"]["name"], "backbone": backbone_option(context),
                "model": run["model"]["name"], "train": recipe, "eval": "multiscale" if multiscale_token(context)
@@ -314,8 +318,11 @@ def _table_tokens(run: dict) -> list[str]:
 
 
 def _tells_the_truth(token: str, context: Context) -> bool:
-    """Whether every plain value ``token`` sets is the run's value."""
-    decoded = decode_token(token)
+    """Whether ``token`` reads back and every plain value it sets is the run's value."""
+    try:
+        decoded = decode_token(token)
+    except BadNameError:
+        return False  # e.g. compression1e-4: no token spells it, an escape token will
     return all(context.get(key) == value for key, value in decoded.settings.items()
                if not isinstance(value, Hint) and not key.startswith("@") and key not in GROUPS)
 

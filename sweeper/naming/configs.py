@@ -41,8 +41,6 @@ LEGACY_DEPTHS = {31: 30}
 GROWTHS = range(1, 129)
 DENSE_OPTION = re.compile(r"dense(?P<layers>\d+)k(?P<growth>\d+)")
 
-#: The config groups that enter the hash, in the order of sweep.yaml's defaults.
-HASHED_GROUPS = ("dataset", "backbone", "model", "train", "eval")
 #: Keys that do not change what a run computes: left out of the config hash.
 UNHASHED_KEYS = ("name", "tracking", "launcher", "output_root", "device", "annotations", "force",
                  "optuna", "sweep", "hydra")
@@ -76,9 +74,11 @@ def dense_node(layers: int, growth: int) -> dict:
 def _raw_option(group: str, option: str) -> dict:
     path = CONF_DIR / group / f"{option}.yaml"
     if "/" not in option and path.is_file():
+        if "# @package" in path.read_text():
+            raise NeedsHydra  # an option placed elsewhere in the config: Hydra places it
         return dict(_load(f"{group}/{option}.yaml"))
     match = DENSE_OPTION.fullmatch(option) if group == "backbone" else None
-    if match and int(match["layers"]) in DENSE_LAYOUTS and int(match["growth"]) > 0:
+    if match and int(match["layers"]) in DENSE_LAYOUTS and int(match["growth"]) in GROWTHS:
         return dense_node(int(match["layers"]), int(match["growth"]))
     raise BadNameError(f"no {group} option {option!r}: choose one of {', '.join(group_options(group))}")
 
@@ -118,6 +118,11 @@ def default_choices() -> dict[str, str]:
     return choices
 
 
+def hashed_groups() -> tuple[str, ...]:
+    """The groups of sweep.yaml's defaults that enter the hash (all but tracking and launcher)."""
+    return tuple(group for group in default_choices() if group not in UNHASHED_KEYS)
+
+
 def option_values(group: str, option: str) -> dict:
     """The (unresolved) values of one group option, e.g. a train recipe's ``base_lr``."""
     return _option(group, option)
@@ -129,9 +134,12 @@ def known_keys() -> dict[str, bool]:
     keys: dict[str, bool] = {}
     top = {k: v for k, v in _load("sweep.yaml").items() if k not in ("defaults", "hydra")}
     sources: list[tuple[str, dict]] = [("", top)]
-    for group in HASHED_GROUPS:
-        options = [p.stem for p in (CONF_DIR / group).glob("*.yaml")] or []
-        sources += [(group, _option(group, o)) for o in options]
+    for group in hashed_groups():
+        for option in sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")):
+            try:
+                sources.append((group, _option(group, option)))
+            except NeedsHydra:
+                continue  # an @package option: its keys land elsewhere
     for prefix, node in sources:
         for key, value in _leaves(node, prefix):
             keys[key] = keys.get(key, False) or isinstance(value, list)
@@ -278,7 +286,7 @@ def parse_overrides(overrides: tuple[str, ...]) -> tuple[dict[str, str], tuple[C
         top = key.split(".")[0]
         if key in defaults and override.type.name == "CHANGE":
             choices[key] = str(override.value())
-        elif top == "hydra" or (CONF_DIR / top).is_dir() and top not in HASHED_GROUPS and top not in defaults:
+        elif top == "hydra" or (CONF_DIR / top).is_dir() and top not in defaults:
             raise NeedsHydra  # another group (`+search=...`) or Hydra's own settings
         elif top in UNHASHED_KEYS:
             continue  # bookkeeping (tracking.*, launcher.*, name, force, ...): not in the semantic config
@@ -296,10 +304,10 @@ _REFERENCE = re.compile(r"\$\{([\w.]+)\}")
 
 
 def _tree(choices: dict[str, str]) -> dict:
-    for group in set(choices) - set(HASHED_GROUPS):  # tracking, launcher: unhashed, but must exist
+    for group in set(choices) - set(hashed_groups()):  # tracking, launcher: unhashed, but must exist
         if not (CONF_DIR / group / f"{choices[group]}.yaml").is_file():
             raise NeedsHydra
-    tree = {group: _option(group, choices[group]) for group in HASHED_GROUPS}
+    tree = {group: _option(group, choices[group]) for group in hashed_groups()}
     tree.update({k: v for k, v in _load("sweep.yaml").items() if k not in ("defaults", "hydra")})
     return tree
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data.registry import dataset_of_token, datasets
-from sweeper.naming.configs import DENSE_LAYOUTS, LEGACY_DEPTHS, option_values
+from sweeper.naming.configs import DENSE_LAYOUTS, GROWTHS, LEGACY_DEPTHS, option_values
 from sweeper.naming.errors import UnknownTokenError
 from sweeper.naming.values import format_number, read_number
 
@@ -183,6 +183,9 @@ def _compression_token(c: Context) -> str | None:
 def _dense(match: re.Match) -> dict[str, Any]:
     layers, growth = int(match["layers"]), int(match["growth"])
     layers = LEGACY_DEPTHS.get(layers, layers)
+    if growth not in GROWTHS:
+        raise UnknownTokenError(f"DenseNet growth {growth} of {match.group(0)!r} is outside "
+                                f"{GROWTHS.start}..{GROWTHS.stop - 1} (GROWTHS in sweeper/naming/configs.py)")
     if layers not in DENSE_LAYOUTS:
         known = sorted({*DENSE_LAYOUTS, *LEGACY_DEPTHS})
         raise UnknownTokenError(f"unknown DenseNet depth in {match.group(0)!r}: known L values are {known} "
@@ -191,12 +194,12 @@ def _dense(match: re.Match) -> dict[str, Any]:
 
 
 def backbone_option(c: Context) -> str:
-    """The ``backbone`` group option of a run (a DenseNet of an unknown layout keeps the 30 name)."""
+    """The ``backbone`` group option nearest a run's backbone (escape tokens state the rest)."""
     if c.family == "resnet":
-        return f"resnet{c.get('backbone.depth')}"
-    blocks = c.get("backbone.blocks")
+        return "resnet50" if c.get("backbone.depth") == 50 else "resnet101"
+    blocks, growth = c.get("backbone.blocks"), c.get("backbone.growth")
     layers = next((n for n, layout in DENSE_LAYOUTS.items() if layout == blocks), 30)
-    return f"dense{layers}k{c.get('backbone.growth')}"
+    return f"dense{layers}k{growth if growth in GROWTHS else 36}"
 
 
 def _decoder(match: re.Match) -> dict[str, Any]:
