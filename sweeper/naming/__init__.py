@@ -23,6 +23,7 @@ from sweeper.naming.codec import (
     canonical,
     compose,
     compose_config,
+    compose_overrides,
     compose_semantic,
     decode,
     explain,
@@ -61,6 +62,6 @@ def apply_seed_name(cfg: DictConfig, explicit: Iterable[str]) -> DictConfig:
 
 __all__ = ["ANNOTATIONS", "CONF_DIR", "DENSE_LAYOUTS", "GROWTHS", "KNOWN_SPELLINGS", "TABLE", "UNHASHED_KEYS",
            "UNHASHED_NESTED_KEYS", "BadNameError", "ConflictingTokensError", "UnknownTokenError",
-           "apply_seed_name", "backbone_summary", "canonical", "compose", "compose_config", "compose_semantic",
+           "apply_seed_name", "backbone_summary", "canonical", "compose", "compose_config", "compose_overrides", "compose_semantic",
            "config_hash", "decode", "explain", "hash_of", "parse", "plan_of", "read_name", "register_backbones", "run_key", "semantic",
            "semantic_config", "split_tokens"]

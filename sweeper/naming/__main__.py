@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace) -> list[str]:
     if args.command == "canonical":
         return [naming.canonical(args.name)]
     if args.command == "compose":
-        return [naming.compose_semantic(naming.semantic(list(args.overrides)))]
+        return [naming.compose_overrides(args.overrides)]
     if args.command == "hash":
         return [naming.hash_of(_spec(args.spec))]
     if args.command == "explain":

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from sweeper.naming.configs import (
     SEED_KEY,
     NeedsHydra,
+    annotations_value,
     hash_semantic,
     known_keys,
     leaves,
@@ -243,6 +244,15 @@ def semantic(spec: str | Sequence[str], extra: Sequence[str] = ()) -> dict:
         return semantic_from({**plan.choices, **more_choices}, changes)
     except NeedsHydra:
         return semantic_of(overrides_of(spec, extra))
+
+
+def compose_overrides(overrides: Sequence[str]) -> str:
+    """The canonical name of the config of command-line overrides (annotations included)."""
+    expanded = overrides_of(list(overrides))
+    annotations: list[Any] = []
+    for override in [o for o in expanded if o.split("=", 1)[0].lstrip("+") == "annotations"]:
+        annotations = list(annotations_value(override))
+    return compose_semantic(semantic_of(expanded), annotations)
 
 
 def hash_of(spec: str | Sequence[str], extra: Sequence[str] = ()) -> str:

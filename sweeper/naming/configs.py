@@ -296,6 +296,14 @@ def parse_overrides(overrides: tuple[str, ...]) -> tuple[dict[str, str], tuple[C
     return choices, tuple(changes)
 
 
+def annotations_value(override: str) -> list:
+    """The list of an ``annotations=[...]`` override (Hydra's grammar)."""
+    value = _override_parser().parse_override(override).value()
+    if not isinstance(value, list):
+        raise BadNameError(f"{override!r}: annotations is a list, e.g. annotations=[2ndtime]")
+    return value
+
+
 class _NeedsOmegaConf(Exception):
     """A value the plain-dict build does not resolve (an interpolation other than ``${key}``)."""
 
