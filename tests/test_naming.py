@@ -13,6 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from sweeper import naming
+from sweeper.naming import __main__ as naming_cli
 from tests.conftest import REPO, notes_names, subprocess_env
 
 NAMES = notes_names()
@@ -129,25 +130,64 @@ def test_config_hash_ignores_tracking_but_not_recipe():
     assert base != naming.hash_of(["scale=4", "seed=1"])
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweeper.naming", *args], cwd=REPO, capture_output=True,
+def _cli(*args: str, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *flags, "-m", "sweeper.naming", *args], cwd=REPO, capture_output=True,
                           text=True, env=subprocess_env(), timeout=120)
 
 
-def test_cli_parse_canonical_compose_and_errors():
-    parsed = _cli("parse", EXAMPLE)
-    assert parsed.returncode == 0 and "backbone=dense30k48" in parsed.stdout.splitlines()
-    assert _cli("canonical", "deeplabv2.camvid..imagesize321.toy.newbaseline.dense30k36.py").stdout.strip() == \
+def _main(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """The CLI in this process (cheap): exit code, stdout, stderr."""
+    code = naming_cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_parse_canonical_compose_and_errors(capsys: pytest.CaptureFixture):
+    code, out, _ = _main(capsys, "parse", EXAMPLE)
+    assert code == 0 and "backbone=dense30k48" in out.splitlines()
+    assert _main(capsys, "canonical", "deeplabv2.camvid..imagesize321.toy.newbaseline.dense30k36.py")[1].strip() == \
         "camvid.scratch.imagesize321.dense30k36.scale32"
-    assert _cli("compose", "backbone=dense30k48", "scale=16").stdout.strip() == \
+    assert _main(capsys, "compose", "backbone=dense30k48", "scale=16")[1].strip() == \
         "synthetic.scratch.imagesize64.dense30k48.scale16"
-    bad = _cli("parse", "camvid.bogus")
-    assert bad.returncode == 2 and "bogus" in bad.stderr and bad.stdout == ""
+    assert _main(capsys, "compose", "train.epochs=20")[1].strip() == \
+        "synthetic.scratch.imagesize64.dense30k12.scale1.train-epochs-20"
+    code, out, err = _main(capsys, "parse", "camvid.bogus")
+    assert code == 2 and "bogus" in err and out == "" and len(err.splitlines()) == 1
 
 
-def test_config_hash_is_stable_across_processes():
-    hashes = {_cli("hash", EXAMPLE).stdout.strip() for _ in range(2)}
-    assert hashes == {naming.config_hash(naming.compose_config(EXAMPLE))}
-    assert _cli("hash", "dataset=camvid", "backbone=dense30k48", "model.decoder=newdid6", "backbone.stem=true",
-                "backbone.compression=1.0", "backbone.latter_pooling=false", "scale=16",
-                "imagesize=321").stdout.strip() in hashes
+def test_cli_hash_takes_a_name_or_overrides(capsys: pytest.CaptureFixture):
+    by_name = _main(capsys, "hash", "synthetic.scratch.imagesize64.dense30k48.scale16.train-epochs-3")[1]
+    by_overrides = _main(capsys, "hash", "backbone=dense30k48", "scale=16", "train.epochs=3")[1]
+    assert by_name == by_overrides and len(by_name.strip()) == 16
+    seed_name = _main(capsys, "hash", "name=synthetic.scratch.imagesize64.dense30k48.scale16", "train.epochs=3")[1]
+    assert seed_name == by_name  # a seed name's tokens, the explicit overrides on top (as sweep.py does)
+    with_paren = _main(capsys, "hash", "deeplabv2.camvid..imagesize321.toy.stem.dense30k36.senet(ratio=8)")
+    assert with_paren[0] == 0  # a name holding '=' is a name, not an override
+
+
+def test_cli_explain_lists_each_token_and_its_values(capsys: pytest.CaptureFixture):
+    code, out, _ = _main(capsys, "explain", "deeplabv2.camvid.imagesize473.toy.resnet101.scratch.lrmultfix")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("deeplabv2") and "train -> val" in lines[0]
+    assert any(line.startswith("lrmultfix") and "train.head_lr_mult=5.0" in line for line in lines)
+    assert any(line.startswith("toy") and "scale=32 (unless another token sets it)" in line for line in lines)
+    assert "dataset.eval_split=val" in lines[-2] and lines[-1].startswith("canonical: camvid.scratch.")
+
+
+def test_cli_refuses_a_hostile_annotation_in_one_line(capsys: pytest.CaptureFixture):
+    code, out, err = _main(capsys, "compose", "annotations=[../../x]")
+    assert code == 2 and out == "" and "'../../x'" in err and len(err.splitlines()) == 1
+
+
+def test_cli_tokens_lists_the_table_and_the_escape(capsys: pytest.CaptureFixture):
+    out = _main(capsys, "tokens")[1].splitlines()
+    assert len(out) == len(naming.TABLE) + 2 and out[-2].startswith("<key>-<value>")
+
+
+def test_config_hash_is_stable_across_processes_and_imports_neither_torch_nor_mlflow():
+    runs = [_cli("hash", EXAMPLE, flags=("-X", "importtime")), _cli("hash", EXAMPLE)]
+    assert {r.stdout.strip() for r in runs} == {naming.config_hash(naming.compose_config(EXAMPLE))}
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in runs[0].stderr.splitlines() if "|" in line}
+    assert "torch" not in imported and "mlflow" not in imported and "sweeper" in imported
+    bad = _cli("compose", "annotations=[../../x]")
+    assert bad.returncode == 2 and bad.stdout == "" and len(bad.stderr.splitlines()) == 1
