@@ -246,6 +246,8 @@ def test_any_growth_of_a_known_depth_is_a_backbone():
     assert values["backbone.blocks"] == configs.DENSE_LAYOUTS[42] and values["backbone.growth"] == 20
     assert naming.hash_of(["backbone=dense42k20"]) == naming.hash_of(["backbone=dense42k48", "backbone.growth=20"])
     assert not [p for p in (configs.CONF_DIR / "backbone").glob("dense*.yaml")]  # no file per backbone
+    hydra = naming.compose_config(["backbone=dense42k20"])  # a ConfigStore option of Hydra's
+    assert (list(hydra.backbone.blocks), hydra.backbone.growth, hydra.backbone.stem) == ([6, 8, 16, 12], 20, False)
 
 
 def test_a_new_depth_is_one_line(monkeypatch: pytest.MonkeyPatch):

@@ -101,7 +101,7 @@ def split_tokens(name: str) -> list[str]:
 
 
 @lru_cache(maxsize=4096)
-def decode_token(token: str, name: str = "") -> Decoded:
+def decode_token(token: str) -> Decoded:
     """The table entry of ``token`` and its settings (escape tokens included), or UnknownTokenError."""
     for entry in TABLE:
         match = entry.regex.fullmatch(token)
@@ -116,9 +116,9 @@ def decode_token(token: str, name: str = "") -> Decoded:
         return Decoded(token, None, {key: read_value(text, known_keys()[key])})
     near = difflib.get_close_matches(token, KNOWN_SPELLINGS, n=4, cutoff=0.5)
     hint = f"; nearest known: {', '.join(near)}" if near else ""
-    where = f" in name {name!r}" if name else ""
-    raise UnknownTokenError(f"unknown token {token!r}{where}{hint}. Known tokens are listed by "
-                            f"`python -m sweeper.naming tokens`; other keys are written {ESCAPE_DOC}")
+    raise UnknownTokenError(f"unknown token {token!r}{hint}. Known tokens are listed by "
+                            f"`python -m sweeper.naming tokens`; a key without a token is written "
+                            f"<key path with '-'>-<value>, e.g. train-epochs-20")
 
 
 def decode_name(name: str) -> list[Decoded]:
@@ -126,8 +126,7 @@ def decode_name(name: str) -> list[Decoded]:
     try:
         return [decode_token(token) for token in split_tokens(name)]
     except UnknownTokenError as error:
-        raise UnknownTokenError(str(error).replace(" Known tokens", f" in name {name!r}. Known tokens", 1)) \
-            from None
+        raise UnknownTokenError(f"name {name!r}: {error}") from None
 
 
 def read_name(name: str) -> Reading:
@@ -297,7 +296,7 @@ def compose_semantic(run: dict, annotations: Iterable[Any] = ()) -> str:
         missing = _differences(run, got)
         if not missing:
             return ".".join([*tokens, *annotations])
-        tokens = _with_escapes(tokens, missing, run)
+        tokens = _with_escapes(tokens, missing)
     raise BadNameError(f"the config cannot be written as a name: {', '.join(sorted(missing))} differ from "
                        f"what the name says (a key that is not in conf/, or deleted)")
 
@@ -347,7 +346,8 @@ def _differences(run: dict, got: dict) -> dict[str, Any]:
     return missing
 
 
-def _with_escapes(tokens: list[str], missing: dict[str, Any], run: dict) -> list[str]:
+def _with_escapes(tokens: list[str], missing: dict[str, Any]) -> list[str]:
+    """The table tokens, then the escape tokens (old and new) sorted by key."""
     table = [t for t in tokens if decode_token(t).entry is not None]
     escapes = {t for t in tokens if decode_token(t).entry is None}
     escapes |= {escape_token(key, value) for key, value in missing.items()}
