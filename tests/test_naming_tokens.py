@@ -179,6 +179,12 @@ def test_escape_values_keep_their_type():
     assert values["lr"] == 1.2345678901e-3
 
 
+@pytest.mark.parametrize("override", ["lr=1", "train.epochs=true", "train.weight_decay=0"])
+def test_a_value_of_another_type_is_another_value(override: str):
+    name = naming.compose_semantic(naming.semantic([override]))
+    assert naming.hash_of(name) == naming.hash_of([override])
+
+
 def test_compose_never_emits_what_parse_refuses():
     overrides = ["backbone=resnet101", "init=imagenet", "train=resnet_pretrained", "model.head_kernel=1"]
     name = naming.compose_semantic(naming.semantic(overrides))
