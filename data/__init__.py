@@ -1,10 +1,11 @@
 """Dataset readers, the synthetic set and the training transforms (pure numpy/torch/Pillow).
 
-``build_dataset`` and ``DatasetError`` are imported on first use, so that ``data.registry`` (read by
-the name codec, which must not import torch) stays light.
+``build_dataset`` is imported lazily, so ``python -m data prepare`` does not pay for torch.
 """
 
 from typing import Any
+
+from data.errors import DatasetError
 
 __all__ = ["DatasetError", "build_dataset"]
 
@@ -14,8 +15,4 @@ def __getattr__(name: str) -> Any:
         from data.build import build_dataset
 
         return build_dataset
-    if name == "DatasetError":
-        from data.errors import DatasetError
-
-        return DatasetError
     raise AttributeError(f"module 'data' has no attribute {name!r}")
