@@ -31,6 +31,9 @@ from sweeper.naming.configs import (
     semantic_from,
     semantic_of,
 )
+from sweeper.naming.configs import (
+    compose_config as hydra_compose,
+)
 from sweeper.naming.errors import BadNameError, ConflictingTokensError, UnknownTokenError
 from sweeper.naming.tokens import (
     ANNOTATE,
@@ -271,9 +274,7 @@ def decode(name: str, seed: int | None = None) -> tuple[str, str]:
 
 def compose_config(spec: str | Sequence[str], extra: Sequence[str] = ()) -> DictConfig:
     """The run config (Hydra's composition) of a name (``str``) or of overrides, plus ``extra``."""
-    from sweeper.naming import configs  # the codec's own names shadow the module's
-
-    return configs.compose_config(overrides_of(spec, extra) if isinstance(spec, str) else [*spec, *extra])
+    return hydra_compose(overrides_of(spec, extra) if isinstance(spec, str) else [*spec, *extra])
 
 
 # --------------------------------------------------------------------------------------------------
