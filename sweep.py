@@ -5,10 +5,12 @@ import os
 import hydra
 from omegaconf import DictConfig
 
+from sweeper.naming import register_backbones
 from sweeper.task import LAUNCH_DIR_ENV
 from sweeper.task import main as run_task
 
 os.environ.setdefault(LAUNCH_DIR_ENV, os.getcwd())
+register_backbones()  # the backbone=dense{L}k{K} options, before Hydra composes
 
 
 @hydra.main(config_path="conf", config_name="sweep", version_base="1.3")
