@@ -31,30 +31,39 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _render(args: argparse.Namespace, uri: str) -> int:
+    """Regenerate every file in memory first; write only when all of them are good (one line, exit 2,
+    nothing rewritten, on the first bad file or marker)."""
+    from results.notes import NotesFileError, read_text
     from results.query import load_runs
-    from results.render import MarkerError, diff, render_file
+    from results.render import MarkerError, atomic_write, diff, regenerate
     from results.stale import default_hash_fn
 
+    missing = [p for p in args.notes if not p.is_file()]
+    if missing:
+        print(f"error: {missing[0]}: no such notes file", file=sys.stderr)
+        return 2
     runs = load_runs(uri)
     hash_fn = None if args.no_hash_check else default_hash_fn()
-    status = 0
+    texts: list[tuple[Path, str, str]] = []
     for path in args.notes:
-        if not path.is_file():
-            print(f"error: {path}: no such notes file", file=sys.stderr)
-            return 2
         try:
-            old, new = render_file(path, runs, hash_fn, write=not (args.check or args.dry_run))
-        except MarkerError as exc:
+            old = read_text(path)
+            texts.append((path, old, regenerate(old, runs, hash_fn)))
+        except (MarkerError, NotesFileError) as exc:
             print(f"error: {path}: {exc}", file=sys.stderr)
             return 2
+    status = 0
+    write = not (args.check or args.dry_run)
+    for path, old, new in texts:
         if "segsweep:begin" not in old:
             print(f"{path}: no <!-- segsweep:begin KEY --> blocks, nothing to render", file=sys.stderr)
         if args.dry_run:
             sys.stdout.write(diff(old, new, str(path)))
         if new != old:
             status = 1 if args.check else status
-            verb = "would change" if (args.check or args.dry_run) else "updated"
-            print(f"{path}: {verb}", file=sys.stderr)
+            if write:
+                atomic_write(path, new)
+            print(f"{path}: {'updated' if write else 'would change'}", file=sys.stderr)
     if hash_fn is not None:
         hash_fn.save()
     return status
@@ -73,11 +82,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "import-notes":
             from results.importer import import_notes
+            from results.notes import NotesFileError
 
             if not args.notes.is_file():
                 print(f"error: {args.notes}: no such notes file", file=sys.stderr)
                 return 2
-            print(import_notes(args.notes, uri, dry_run=args.dry_run).summary())
+            try:
+                print(import_notes(args.notes, uri, dry_run=args.dry_run).summary())
+            except NotesFileError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             return 0
         if args.cmd == "trials":
             from results.search import trials_plot, trials_table

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from results.notes import DATASETS
+from results.notes import datasets
 from results.plots import curves_plot, params_plot
 from results.query import load_runs
 from results.render import atomic_write
@@ -22,7 +22,8 @@ BEST_CURVES = 5
 
 def _datasets(runs: pd.DataFrame) -> list[str]:
     present = [d for d in runs["dataset"].dropna().unique()]
-    return [d for d in DATASETS if d in present] + sorted(d for d in present if d not in DATASETS)
+    known = datasets()
+    return [d for d in known if d in present] + sorted(d for d in present if d not in known)
 
 
 def _points(sel: pd.DataFrame) -> pd.DataFrame:
