@@ -19,8 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file would change")
     r.add_argument("--dry-run", action="store_true", help="write nothing; print the diff")
     r.add_argument("--no-hash-check", action="store_true", help="skip the config-hash stale check (faster)")
-    m = sub.add_parser("readme", help="write results/README.md with every table and the plots")
-    m.add_argument("--out", type=Path, default=Path("results/README.md"))
+    m = sub.add_parser("readme", help="write the results README (tables, plots, a page per sweep)")
+    m.add_argument("--out", type=Path, default=None,
+                   help="the README to write; its PNGs and sweeps/ go next to it (default outputs/results/README.md)")
     i = sub.add_parser("import-notes", help="turn every row of the notes' tables into an MLflow run")
     i.add_argument("notes", type=Path)
     i.add_argument("--dry-run", action="store_true", help="parse and report, write nothing")
@@ -76,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "render":
             return _render(args, uri)
         if args.cmd == "readme":
-            from results.readme import refresh
+            from results.readme import DEFAULT_OUT, refresh
 
-            print(refresh(uri, args.out))
+            print(refresh(uri, args.out or DEFAULT_OUT))
             return 0
         if args.cmd == "import-notes":
             from results.importer import import_notes

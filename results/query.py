@@ -80,10 +80,11 @@ def load_runs(tracking_uri: str | None = None) -> pd.DataFrame:
     return frame[~frame["kind"].isin(PARENT_KINDS)].reset_index(drop=True)
 
 
-def load_parents(tracking_uri: str | None = None) -> pd.DataFrame:
-    """The parent runs of sweeps and searches (``segsweep.kind`` sweep / search), same columns."""
+def load_runs_and_parents(tracking_uri: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the runs of ``load_runs``, the parent runs of sweeps and searches), from one read of the store."""
     frame = _finish(_load(tracking_uri))
-    return frame[frame["kind"].isin(PARENT_KINDS)].reset_index(drop=True)
+    parent = frame["kind"].isin(PARENT_KINDS)
+    return frame[~parent].reset_index(drop=True), frame[parent].reset_index(drop=True)
 
 
 def _load(tracking_uri: str | None) -> pd.DataFrame:

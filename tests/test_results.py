@@ -253,7 +253,7 @@ def test_table_seeds_status_bold_and_stale_marks(sweep_store):
     assert rows["a"]["Val mIoU"] == "52 ± 2 (3)"
     assert rows["b\u2020"]["Val mIoU"] == "**60**"  # reference = the newest run's commit (c1): b is †
     assert rows["c"]["Val mIoU"] == "RUNNING (epoch 3: 45)" and rows["c"]["Status"] == "RUNNING"
-    failed = "RuntimeError: CUDA out of memory \\| batch 8"  # its first line, told once
+    failed = "RuntimeError: CUDA out of memory, batch 8"  # its first line, told once
     assert (rows["d"]["Val mIoU"], rows["d"]["Status"]) == (failed, "FAILED")
     without_status = {r["Arch"]: r for r in _rendered_rows(render_table(df, TableSpec("camvid", "camvid", ("val",))))}
     assert without_status["d"]["Val mIoU"] == "FAILED: " + failed
