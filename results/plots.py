@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure state, faster import
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from matplotlib.transforms import Bbox
 
 _META = {"Software": None}  # no version string in the PNG: the file only changes with the data
@@ -113,8 +113,11 @@ def params_plot(points: pd.DataFrame, title: str, out: Path) -> PlotResult | Non
             ax.step(front["params_M"], front["mIoU"], where="post", color=style["color"], lw=0.8, ls="--",
                     label=f"{split} Pareto front")
             fronts.append(front.assign(split=split))
-    if pts["params_M"].max() > 8 * pts["params_M"].min():
+    if pts["params_M"].max() > 8 * pts["params_M"].min():  # sizes over an order of magnitude: log axis
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.margins(x=0.08, y=0.12)
     _decorate(ax, title, "#Params (M)", "mIoU (%)", legend_size=8)
     fig.tight_layout()
