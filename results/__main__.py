@@ -25,6 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("import-notes", help="turn every row of the notes' tables into an MLflow run")
     i.add_argument("notes", type=Path)
     i.add_argument("--dry-run", action="store_true", help="parse and report, write nothing")
+    x = sub.add_parser("matrix", help="recipe x dataset: each recipe's result and state on every dataset")
+    x.add_argument("--datasets", default=None, help="comma-separated columns (default: the datasets with runs)")
+    x.add_argument("--missing", action="store_true", help="print the sweep commands that fill missing/stale cells")
+    x.add_argument("--no-hash-check", action="store_true", help="skip the config-hash stale check (faster)")
     t = sub.add_parser("trials", help="table of an Optuna search's trials (child runs of a parent run)")
     t.add_argument("parent_run_id")
     t.add_argument("--plot", type=Path, default=None, help="also write mIoU against trial number (PNG)")
@@ -70,6 +74,29 @@ def _render(args: argparse.Namespace, uri: str) -> int:
     return status
 
 
+def _matrix(args: argparse.Namespace, uri: str) -> int:
+    from results import matrix
+    from results.query import load_runs
+    from results.stale import default_hash_fn
+
+    runs = load_runs(uri)
+    chosen = [d for d in (args.datasets or "").split(",") if d] or None
+    hash_fn = None if args.no_hash_check else default_hash_fn()
+    try:
+        frame, cells = matrix.build(runs, hash_fn, chosen)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if hash_fn is not None:
+        hash_fn.save()
+    if args.missing:
+        commands = matrix.missing_commands(runs, cells, list(frame.columns))
+        print("\n".join(commands) if commands else "# every cell is filled and up to date")
+    else:
+        print(matrix.markdown(frame) if len(frame) else "_No runs yet._")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     uri = args.tracking_uri or default_uri()
@@ -94,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
             return 0
+        if args.cmd == "matrix":
+            return _matrix(args, uri)
         if args.cmd == "trials":
             from results.search import trials_plot, trials_table
 
