@@ -279,7 +279,9 @@ def _column(a: pd.DataFrame, col: str, spec: TableSpec) -> list[str]:
         return ["notes" if s == "notes" else str(st) for s, st in zip(a["source"], a["status"], strict=True)]
     if col == "seeds":
         return [s.replace(",", ", ") for s in a["seeds"]]
+    from sweeper.tracking import ui_url
+
     return [
-        " ".join(f"[{r[:7]}]({spec.link_base}/#/experiments/{e}/runs/{r})" for r in runs)
+        " ".join(f"[{r[:7]}]({ui_url(spec.link_base, e, r)})" for r in runs)
         for runs, e in zip(a["runs"], a["exp"], strict=True)
     ]

@@ -93,7 +93,7 @@ def parent_metrics(jobs: Sequence[JobState], skipped: int | None = None) -> dict
     for split in SPLITS:
         top = best(jobs, split)
         if top is not None:
-            metrics[f"best_final_{split}_mIoU"] = float(getattr(top, split))
+            metrics[f"best_final_{split}_mIoU"] = round(float(getattr(top, split)), 2)  # as the tables show it
     return metrics
 
 

@@ -325,6 +325,15 @@ def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str] | Iterab
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 NOTE_TAG = "mlflow.note.content"  # the description the UI shows (experiments and runs)
+#: MLflow 3.17's UI chooses GenAI or model-training pages by the ``workflowType`` URL parameter (else the
+#: browser's last choice, GenAI at first), not by the tag: segsweep's links carry it.
+UI_QUERY = "workflowType=machine_learning"
+
+
+def ui_url(base: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The MLflow UI page of an experiment's runs table (or of one run) that opens on model training."""
+    page = f"{base.rstrip('/')}/#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{page}?{UI_QUERY}"
 
 
 def experiment_description(name: str) -> str:
