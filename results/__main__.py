@@ -90,7 +90,7 @@ def _matrix(args: argparse.Namespace, uri: str) -> int:
     if hash_fn is not None:
         hash_fn.save()
     if args.missing:
-        commands = matrix.missing_commands(runs, cells, list(frame.columns))
+        commands = matrix.missing_commands(runs, cells)
         print("\n".join(commands) if commands else "# every cell is filled and up to date")
     else:
         print(matrix.markdown(frame) if len(frame) else "_No runs yet._")

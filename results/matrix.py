@@ -4,7 +4,7 @@ declared dataset (``data.registry.names()``), each cell the recipe's result on t
 A cell is ``missing`` (no run), ``running``, ``failed`` (runs, none finished), ``stale`` (its finished
 runs were made under another config tree: their config hash is not what the name composes today) or
 ``done``. Its value is the mean ± std (n) over the seeds of segsweep's finished runs, else the best of the
-notes' rows, on the split the runs report (``val``, else ``test``, marked ``(test)``).
+notes' rows, on the split the dataset's runs report (named in the column's title).
 ``--missing`` prints the sweep commands that fill the missing and stale cells.
 """
 
@@ -18,7 +18,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from data import registry
-from results.tables import HashFn, fmt
+from results.tables import HashFn, fmt, reported_splits
+
+
+def main_split(runs: pd.DataFrame) -> str:
+    """A dataset's column split: "test" when its runs report only test (the notes' CamVid), else "val"."""
+    return "test" if not runs.empty and reported_splits(runs) == ["test"] else "val"
 
 STATES = ("missing", "running", "failed", "stale", "done")
 
@@ -57,32 +62,36 @@ class Cell:
     n: int = 0
 
 
-def cell_of(runs: pd.DataFrame, stale: set[str]) -> Cell:
-    """The cell of one recipe x dataset from its runs (segsweep's and the notes')."""
+def _value(runs: pd.DataFrame, split: str) -> str:
+    """mean ± std (n) of segsweep's finished runs on ``split``, else the notes' best, else ''."""
+    col = f"{split}_mIoU"
+    ours = runs[(runs["source"] != "notes") & (runs["status"] == "FINISHED")][col].dropna()
+    notes = runs[runs["source"] == "notes"][col].dropna()
+    if len(ours) > 1:
+        return f"{fmt(ours.mean())} ± {fmt(ours.std())} ({len(ours)})"
+    if len(ours) == 1:
+        return fmt(ours.iloc[0])
+    return f"{fmt(notes.max())} (notes)" if len(notes) else ""
+
+
+def cell_of(runs: pd.DataFrame, stale: set[str], split: str = "val") -> Cell:
+    """The cell of one recipe x dataset from its runs (segsweep's and the notes'), on the column's
+    ``split``; a value only known on the other split is shown with that split's name."""
     if runs.empty:
         return Cell("missing")
+    value = _value(runs, split)
+    if not value:
+        other = "test" if split == "val" else "val"
+        value = f"{other}: {_value(runs, other)}" if _value(runs, other) else "no result"
     ours = runs[runs["source"] != "notes"]
     finished = ours[ours["status"] == "FINISHED"]
-    value = ""
-    for split in ("val", "test"):
-        col = f"{split}_mIoU"
-        vals = finished[col].dropna()
-        notes = runs[(runs["source"] == "notes")][col].dropna()
-        mark = " (test)" if split == "test" else ""
-        if len(vals) > 1:
-            value = f"{fmt(vals.mean())} ± {fmt(vals.std())} ({len(vals)}){mark}"
-        elif len(vals) == 1:
-            value = f"{fmt(vals.iloc[0])}{mark}"
-        elif len(notes):
-            value = f"{fmt(notes.max())}{mark} (notes)"
-        if value:
-            break
     if (ours["status"] == "RUNNING").any():
         return Cell("running", value)
     if not finished.empty and set(finished["run_id"]) <= stale:
         return Cell("stale", value, len(finished))
     if finished.empty and not ours.empty and runs[runs["source"] == "notes"].empty:
-        return Cell("failed", value or "FAILED")
+        return Cell("failed", str(ours["error"].dropna().iloc[0]).splitlines()[0][:60] if ours["error"].notna().any()
+                    else "")
     return Cell("done", value, len(finished))
 
 
@@ -113,26 +122,28 @@ def build(runs: pd.DataFrame, hash_fn: HashFn | None = None,
     """(the matrix as text cells: index recipe, one column per dataset; every cell by (recipe, dataset))."""
     runs = runs.assign(recipe=[recipe_of(str(n))[0] for n in runs["name"]])
     datasets = columns(runs, datasets)
+    splits = {ds: main_split(runs[runs["dataset"] == ds]) for ds in datasets}
     stale = stale_runs(runs, hash_fn)
     cells: dict[tuple[str, str], Cell] = {}
     rows = {}
     for recipe, of_recipe in runs.groupby("recipe", sort=False):
         row = {}
         for ds in datasets:
-            cell = cell_of(of_recipe[of_recipe["dataset"] == ds], stale)
+            cell = cell_of(of_recipe[of_recipe["dataset"] == ds], stale, splits[ds])
             cells[(recipe, ds)] = cell
             row[ds] = cell.text if cell.state == "done" else f"{cell.state}: {cell.text}" if cell.text else cell.state
         rows[recipe] = row
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=datasets)
+    frame.columns = [f"{ds} ({splits[ds]} mIoU)" for ds in datasets]
     frame.index.name = "recipe"
     return frame.sort_index(), cells
 
 
 def markdown(frame: pd.DataFrame) -> str:
     """The matrix as a pipe table (recipes escaped)."""
-    shown = frame.copy()
-    shown.index = [str(i).replace("|", "\\|") for i in shown.index]
-    return shown.to_markdown(tablefmt="pipe", disable_numparse=True)
+    shown = frame.reset_index()
+    shown["recipe"] = [str(i).replace("|", "\\|") for i in shown["recipe"]]
+    return shown.to_markdown(index=False, tablefmt="pipe", disable_numparse=True)
 
 
 def missing_commands(runs: pd.DataFrame, cells: dict[tuple[str, str], Cell],

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from results.matrix import main_split
 from results.notes import datasets
 from results.plots import curves_plot, params_plot
 from results.query import load_runs_and_parents
@@ -32,11 +33,6 @@ def _datasets(runs: pd.DataFrame) -> list[str]:
     present = [d for d in runs["dataset"].dropna().unique()]
     known = datasets()
     return [d for d in known if d in present] + sorted(d for d in present if d not in known)
-
-
-def main_split(sel: pd.DataFrame) -> str:
-    """The split a dataset's runs report ("test" when they report only test, else "val")."""
-    return "test" if reported_splits(sel) == ["test"] else "val"
 
 
 def plot_points(sel: pd.DataFrame) -> pd.DataFrame:
