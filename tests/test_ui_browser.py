@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -48,11 +49,14 @@ def _free_port() -> int:
 
 
 def _dom(browser: str, url: str, tmp: Path) -> str:
-    """The page's DOM after its scripts ran (virtual time: the SPA's fetches complete first)."""
+    """The page's DOM after its scripts ran (virtual time: the SPA's fetches complete first), in a
+    fresh profile (no remembered UI choices); kept in ``tmp`` for a failing test's reader."""
+    profile = tempfile.mkdtemp(dir=tmp, prefix="profile-")
     out = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                          f"--user-data-dir={tmp / 'profile'}", "--virtual-time-budget=30000",
+                          f"--user-data-dir={profile}", "--virtual-time-budget=30000",
                           "--window-size=1400,1000", "--dump-dom", url],
                          capture_output=True, text=True, timeout=240)
+    Path(profile, "dom.html").write_text(out.stdout)
     return out.stdout
 
 
@@ -74,7 +78,7 @@ def ui(tmp_path_factory):
         "segsweep.kind": "sweep", "segsweep.sweep_id": "s1", "segsweep.sweep": "sweep seed=0,1"}).info.run_id
     cells, jobs = [], []
     for seed, value in ((0, 41.25), (1, 43.75)):
-        cfg = OmegaConf.create({"seed": seed, "train": {"epochs": 1, "marker_key": f"marker-{seed}"}})
+        cfg = OmegaConf.create({"seed": seed, "train": {"epochs": 1, "marker_key": f"segsweepmarker{seed}"}})
         tags = {"mlflow.runName": f"synthetic.x seed {seed}", "segsweep.name": "synthetic.x",
                 "segsweep.seed": str(seed), "segsweep.run_key": f"k{seed}", "mlflow.parentRunId": parent}
         rid = tracking.create_run(client, exp, cfg, tags)
@@ -134,4 +138,4 @@ def test_the_parent_shows_its_axes_counts_and_best(ui):
 def test_a_job_shows_its_config_artifact(ui):
     url = tracking.ui_url(ui["base"], ui["exp"], ui["jobs"][1]).replace("?", "/artifacts/config.yaml?")
     text = _text(_dom(_browser(), url, ui["tmp"]))
-    assert "config.yaml" in text and "marker-1" in text
+    assert "config.yaml" in text and "segsweepmarker1" in text
