@@ -110,7 +110,7 @@ def ui(tmp_path_factory):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the UI and its workers (own process group)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
