@@ -244,3 +244,18 @@ def test_record_on_a_real_store(tmp_path):
     assert [m.step for m in client.get_metric_history(parent, "jobs_finished")][-1] == 1
     _, parents = load_runs_and_parents(uri)
     assert list(parents["run_id"]) == [parent]
+
+
+def test_a_run_evaluated_on_test_lands_in_the_test_column(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("camvid")
+    for seed, value in ((0, 60.0), (1, 62.0)):
+        rid = client.create_run(exp, tags={"segsweep.name": "camvid.x", "segsweep.dataset": "camvid",
+                                           "segsweep.seed": str(seed), "segsweep.source": "segsweep"}).info.run_id
+        client.log_batch(rid, metrics=[Metric("test_mIoU", value - 1, 0, 1), Metric("final_test_mIoU", value, 0, 0)])
+        client.set_terminated(rid)
+    text = render_table(load_runs(uri), TableSpec("camvid", "camvid"))
+    header, _, row = text.splitlines()[:3]
+    assert [c.strip() for c in header.split("|")[1:-1]] == ["Arch", "#Params(M)", "Test mIoU", "Seeds"]
+    assert [c.strip() for c in row.split("|")[1:-1]] == ["camvid.x", "", "**61 ± 1.41 (2)**", "0, 1"]
