@@ -259,3 +259,21 @@ def test_a_run_evaluated_on_test_lands_in_the_test_column(tmp_path):
     header, _, row = text.splitlines()[:3]
     assert [c.strip() for c in header.split("|")[1:-1]] == ["Arch", "#Params(M)", "Test mIoU", "Seeds"]
     assert [c.strip() for c in row.split("|")[1:-1]] == ["camvid.x", "", "**61 ± 1.41 (2)**", "0, 1"]
+
+
+def test_a_search_parent_gets_the_trials_summary_and_its_command(tmp_path):
+    from sweeper.search import SearchParentRun
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    parent = SearchParentRun(uri, "synthetic", "study1")
+    client = parent.client
+    for trial, value in enumerate((40.0, 47.5)):
+        rid = client.create_run(parent.experiment_id, tags={"mlflow.parentRunId": parent.run_id,
+                                                            "segsweep.name": f"t{trial}", "segsweep.seed": "0"})
+        client.log_batch(rid.info.run_id, metrics=[Metric("final_val_mIoU", value, 0, 0)])
+        client.set_terminated(rid.info.run_id)
+    parent.finish()
+    run = client.get_run(parent.run_id)
+    assert run.data.tags["segsweep.command"].startswith("python ")
+    assert "2/2 jobs ended: 2 finished, 0 failed." in run.data.tags["mlflow.note.content"]
+    assert run.data.metrics["best_final_val_mIoU"] == 47.5 and run.info.status == "FINISHED"
