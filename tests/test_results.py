@@ -357,3 +357,24 @@ def test_trials_table_and_plot(tmp_path):
     assert [r["Trial"] for r in rows] == ["0", "1", "2"]
     assert rows[1]["Val mIoU"] == "**55.5**"
     assert trials_plot(parent, tmp_path / "t.png", uri).stat().st_size > 1000
+
+
+def test_config_hash_cache_follows_every_file_of_the_codec_package(tmp_path):
+    """An edit to the token table (any module of sweeper/naming/) invalidates the cached hashes."""
+    import types
+
+    from results.stale import ConfigHashes
+
+    package, conf = tmp_path / "naming", tmp_path / "conf"
+    package.mkdir()
+    conf.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tokens.py").write_text("TABLE = 1\n")
+    (conf / "sweep.yaml").write_text("seed: 0\n")
+    hashes = ConfigHashes()
+    hashes._naming = types.SimpleNamespace(__file__=str(package / "__init__.py"), CONF_DIR=str(conf))
+    before = hashes._tree_digest()
+    (package / "tokens.py").write_text("TABLE = 2\n")
+    assert hashes._tree_digest() != before
+    (conf / "sweep.yaml").write_text("seed: 1\n")
+    assert len({before, hashes._tree_digest()}) == 2
