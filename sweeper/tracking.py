@@ -185,6 +185,12 @@ def objective_metric(cfg: DictConfig) -> str:
     return split_metric(str(cfg.dataset.eval_split), final=True)
 
 
+def result_value(run: Any) -> float | None:
+    """A run's result: the metric its ``segsweep.objective`` tag names (runs recorded before the tag
+    logged their eval split's score as ``final_val_mIoU``)."""
+    return run.data.metrics.get(run.data.tags.get(OBJECTIVE_TAG, "final_val_mIoU"))
+
+
 def run_tags(cfg: DictConfig, name: str, config_hash: str, key: str, extra: Mapping[str, str] = ()) -> dict:
     commit, dirty = git_state()
     tags = {"mlflow.runName": run_name(name, cfg.seed), TAG + "name": name,
