@@ -87,3 +87,32 @@ def test_result_value_reads_the_objective_the_run_names(store: tuple[MlflowClien
     client.log_metric(legacy, "final_val_mIoU", 52.0)
     assert tracking.result_value(client.get_run(run_id)) == 61.0
     assert tracking.result_value(client.get_run(legacy)) == 52.0
+
+
+def test_sweep_summary_shows_each_seed_and_the_split_of_its_score():
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from sweeper.launch import summary
+
+    def ret(seed: int, value: float) -> JobReturn:
+        job = JobReturn(status=JobStatus.COMPLETED)
+        job._return_value = {"status": "FINISHED", "name": "n", "run_id": f"r{seed}", "value": value,
+                             "seed": seed, "split": "test"}
+        return job
+
+    header, _, first, second, _ = summary([ret(1, 50.0), ret(2, 51.0)]).splitlines()
+    assert "seed" in header.split() and first.split()[1:5] == ["FINISHED", "n", "1", "r1"]
+    assert second.split()[3] == "2" and "51.00 (test)" in second
+
+
+def test_status_row_shows_the_seed_and_the_split(store: tuple[MlflowClient, str]):
+    from sweeper.status import cell_row
+
+    client, experiment = store
+    tags = {"segsweep.run_key": "k@h", "segsweep.seed": "4", tracking.EVAL_SPLIT_TAG: "test"}
+    run_id = client.create_run(experiment, tags=tags).info.run_id
+    client.log_metric(run_id, "test_mIoU", 33.0, step=1)
+    client.log_metric(run_id, "val_mIoU", 99.0, step=1)  # not the split this run evaluates
+    cell = {"name": "n", "run_key": "k@h", "uri": client.tracking_uri, "experiment": "t", "seed": 0}
+    row = cell_row(cell)
+    assert row["seed"] == "4" and row["mIoU"] == "33.00 (test)" and row["run id"] == run_id
