@@ -299,7 +299,7 @@ def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
                            seed=job.cfg.seed, split=str(job.cfg.dataset.eval_split))
         if outcome is Outcome.LEAVE_ALONE:
             return _result("SKIPPED", job.name, previous.info.run_id if previous is not None else None,
-                           reason="running", seed=job.cfg.seed)
+                           reason="running", seed=job.cfg.seed, claimed_by=holder)
         return execute(client, job, open_run(client, experiment_id, job, outcome, previous))
 
 
