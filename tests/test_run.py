@@ -14,7 +14,7 @@ from engine.callbacks import ConfigError, NonFiniteLossError
 from engine.train import validate_config
 from sweeper import naming
 from sweeper.errors import JobFailed
-from sweeper.task import run_job
+from sweeper.task import main, run_job
 from tests.conftest import FAST, REPO, subprocess_env
 
 
@@ -94,7 +94,7 @@ def test_resume_continues_the_same_run_without_duplicate_steps(store: str, tmp_p
 
 
 @pytest.mark.slow
-def test_a_failed_training_names_its_run(store: str, tmp_path: Path):
+def test_a_failed_training_names_its_run(store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     cfg = naming.compose_config([*FAST, "train.epochs=1", "lr=1e30", f"output_root={tmp_path / 'out'}"])
     with pytest.raises(JobFailed) as failed:
         run_job(cfg)
@@ -102,6 +102,19 @@ def test_a_failed_training_names_its_run(store: str, tmp_path: Path):
     run = MlflowClient(store).get_run(failed.value.run_id)
     assert run.info.status == "FAILED" and "NonFiniteLossError" in run.data.tags["segsweep.error"]
     assert not hasattr(failed.value.cause, "segsweep_run_id")
+    with pytest.raises(SystemExit) as exited:  # a single run: not bad input, so exit 1 with one line
+        main(cfg)
+    assert exited.value.code == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: NonFiniteLossError: training loss became")
+
+
+def test_bad_input_exits_2_before_any_run(store: str, capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as exited:
+        main(naming.compose_config(["lr=abc"]))
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == ["error: lr=abc must be a positive number (e.g. `lr=1e-3`)"]
+    assert not Path(store.removeprefix("sqlite:///")).exists()  # refused before the store was opened
 
 
 def _sweep(*args: str, cwd: Path, uri: str, timeout: int = 300) -> subprocess.CompletedProcess:
