@@ -151,8 +151,8 @@ class _Run:
         self.train_set = build_dataset(cfg, cfg.dataset.train_split, train=True)
         self.eval_set = build_dataset(cfg, cfg.dataset.eval_split, train=False)
         if len(self.train_set) < cfg.batch_size:
-            raise ConfigError(f"the {cfg.dataset.train_split} split has {len(self.train_set)} images, fewer than "
-                             f"batch_size={cfg.batch_size}: lower batch_size")
+            raise ConfigError(f"the {cfg.dataset.train_split} split has {len(self.train_set)} images, "
+                              f"fewer than batch_size={cfg.batch_size}: lower batch_size")
         model = to_channels_last(build_model(cfg).to(self.device), self.device, self.amp)
         self.params_m = count_params_m(model)
         self.model = wrap_model(model, self.ctx, bool(cfg.train.get("sync_bn", False)))
