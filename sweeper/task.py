@@ -33,7 +33,6 @@ PARENTS_ENV = "SEGSWEEP_PARENT_RUNS"  # JSON {"<uri>|<experiment>": parent run i
 SWEEP_ID_ENV = "SEGSWEEP_SWEEP_ID"
 #: bad input (exit 2): the UserError family, the engine's and the data's config errors and the codec's
 #: unknown token (``naming.UnknownTokenError`` is a ValueError until the codec joins the family)
-BAD_INPUT = (*errors.BAD_INPUT, naming.UnknownTokenError)
 
 
 def launch_dir() -> Path:
@@ -311,7 +310,7 @@ def main(cfg: DictConfig) -> dict:
         return run_job(cfg, overrides)
     except Exception as error:
         cause = errors.root_cause(error)
-        code = errors.exit_code(error, BAD_INPUT)
+        code = errors.exit_code(error)
         line = tracking.first_line(cause) if code == errors.EXIT_BAD_INPUT else tracking.error_line(cause)
         if multirun:
             print(f"[segsweep] FAILED: {line}", file=sys.stderr, flush=True)

@@ -11,7 +11,7 @@ import pytest
 from data.errors import DatasetError
 from engine.callbacks import ConfigError
 from sweeper import errors, naming
-from sweeper.task import BAD_INPUT, JobState, Outcome, claim, claim_path, decide
+from sweeper.task import JobState, Outcome, claim, claim_path, decide
 
 SKIP, LEAVE, TAKE, RESUME, NEW = (Outcome.SKIP, Outcome.LEAVE_ALONE, Outcome.TAKE_OVER, Outcome.RESUME,
                                   Outcome.NEW)
@@ -73,7 +73,7 @@ def test_exit_codes_follow_the_user_error_family():
     failed = errors.JobFailed("r1", cause)
     assert failed.run_id == "r1" and failed.cause is cause and errors.exit_code(failed) == 2
     assert errors.exit_code(errors.JobFailed("r2", ValueError("nan"))) == 1
-    assert errors.exit_code(naming.UnknownTokenError("'x'"), BAD_INPUT) == 2
+    assert errors.exit_code(naming.UnknownTokenError("'x'")) == 2
 
 
 def test_a_claim_is_exclusive_and_released(tmp_path: Path):
