@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -60,7 +61,21 @@ def run_dir(cfg: DictConfig, name: str, config_hash: str) -> Path:
     """Where a run's checkpoint lives: derived from the run key, never from a timestamp."""
     root = Path(str(cfg.output_root))
     root = root if root.is_absolute() else launch_dir() / root
-    return root / "runs" / str(cfg.dataset.name) / f"{name}--{config_hash}"
+    return root / "runs" / str(cfg.dataset.name) / run_dirname(name, config_hash)
+
+
+#: a run dir's name stays below the 255-byte file-name limit (with room for ``.claim`` and temp suffixes)
+MAX_DIRNAME = 200
+
+
+def run_dirname(name: str, config_hash: str) -> str:
+    """``<name>--<hash>``; a name too long for one path component keeps its head and a digest of the whole."""
+    dirname = f"{name}--{config_hash}"
+    if len(dirname.encode()) <= MAX_DIRNAME:
+        return dirname
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    head = name.encode()[: MAX_DIRNAME - len(config_hash) - len(digest) - 3].decode(errors="ignore")
+    return f"{head}~{digest}--{config_hash}"
 
 
 def _result(status: str, name: str, run_id: str | None, value: float | None = None, **extra: Any) -> dict:

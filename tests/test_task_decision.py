@@ -84,3 +84,16 @@ def test_a_claim_is_exclusive_and_released(tmp_path: Path):
             assert theirs == f"process {os.getpid()} on {os.uname().nodename}"
     with claim(workdir) as again:
         assert again is None
+
+
+def test_run_dirs_of_long_names_stay_one_path_component():
+    from sweeper.task import MAX_DIRNAME, run_dirname
+
+    short = run_dirname("synthetic.scratch.imagesize64.dense30k12.scale1", "0123456789abcdef")
+    assert short == "synthetic.scratch.imagesize64.dense30k12.scale1--0123456789abcdef"
+    long_a = "synthetic.scratch." + ".".join(f"train-k{i}-{i}" for i in range(40))
+    long_b = long_a.replace("k39-39", "k39-40")
+    dir_a, dir_b = run_dirname(long_a, "0123456789abcdef"), run_dirname(long_b, "0123456789abcdef")
+    assert len(dir_a.encode()) <= MAX_DIRNAME and dir_a != dir_b  # distinct names, distinct dirs
+    assert dir_a.startswith("synthetic.scratch.train-k0-0") and dir_a.endswith("--0123456789abcdef")
+    assert "/" not in dir_a and dir_a == run_dirname(long_a, "0123456789abcdef")
