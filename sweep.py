@@ -5,6 +5,7 @@ import os
 import hydra
 from omegaconf import DictConfig
 
+from sweeper.shutdown import run_cli
 from sweeper.task import LAUNCH_DIR_ENV
 from sweeper.task import main as run_task
 
@@ -17,4 +18,4 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # SIGTERM/SIGINT and input errors end with one line

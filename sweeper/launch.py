@@ -151,10 +151,11 @@ def result(ret: JobReturn) -> dict[str, Any]:
     return {"status": "FAILED", "name": "", "run_id": None, "value": None, "error": error_line(ret._return_value)}
 
 
-def close_parents(parents: Mapping[str, str], returns: Sequence[JobReturn], interrupted: bool = False) -> None:
+def close_parents(parents: Mapping[str, str], returns: Sequence[JobReturn], interrupted: bool = False,
+                  failed: bool = False) -> None:
     from sweeper import tracking
 
-    failed = any(result(r).get("status") == "FAILED" for r in returns)
+    failed = failed or any(result(r).get("status") == "FAILED" for r in returns)
     status = "KILLED" if interrupted else "FAILED" if failed else "FINISHED"
     for key, run_id in parents.items():
         try:

@@ -24,6 +24,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sweeper import launch as sweep
+from sweeper import shutdown
 
 log = logging.getLogger(__name__)
 POOL_DIR = ".pool"
@@ -56,9 +57,9 @@ def slots(opts: DictConfig, gpus: Sequence[str] | None = None) -> list[list[str]
             raise ValueError(f"launcher.gpus_per_job={per} but {len(gpus)} GPU(s) are visible "
                              f"({','.join(gpus)}): choose 1..{len(gpus)}")
         return [list(gpus[i:i + per]) for i in range(0, len(gpus) - per + 1, per)]
-    workers = int(opts.get("workers") or 1)
+    workers = int(1 if opts.get("workers") is None else opts.get("workers"))
     if workers < 1:
-        raise ValueError(f"launcher.workers={workers} must be >= 1")
+        raise ValueError(f"launcher.workers={workers}: a pool needs at least one worker (e.g. `launcher.workers=2`)")
     return [None] * workers
 
 
@@ -150,12 +151,15 @@ def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict
         payload, result, logfile = (work_dir / f"{idx}.pkl", work_dir / f"{idx}.result.pkl",
                                     work_dir / f"{idx}.log")
         result.unlink(missing_ok=True)
+        if shutdown.requested():  # the sweep is stopping: start nothing new
+            return
         payload.write_bytes(cloudpickle.dumps((launcher, overrides, idx, state)))
         where = f"GPU {','.join(slot)}" if slot is not None else "CPU"
         log.info("\t#%d (%s) : %s", idx, where, " ".join(filter_overrides(overrides)))
         with logfile.open("w") as out:
             proc = subprocess.Popen([sys.executable, "-m", "sweeper.pool", "job", str(payload), str(result)],
-                                    stdout=out, stderr=subprocess.STDOUT, env=_job_env(slot, len(pool_slots)))
+                                    stdout=out, stderr=subprocess.STDOUT, env=_job_env(slot, len(pool_slots)),
+                                    start_new_session=True)  # its own group: the launcher stops it in order
             procs[pos] = proc
             code = proc.wait()
         name = (cells[pos] or {}).get("name", "") if pos < len(cells) else ""
@@ -174,9 +178,9 @@ def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict
             while thread.is_alive():
                 thread.join(timeout=0.5)
     except KeyboardInterrupt:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
+        while not todo.empty():  # no new job starts
+            todo.get_nowait()
+        shutdown.stop_processes(procs.values())  # SIGTERM: each worker marks its run KILLED; then SIGKILL
         raise
     return [results[pos] for pos in range(len(jobs))]
 
@@ -195,8 +199,9 @@ def _run_and_close(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequ
     returns: list[JobReturn] = []
     try:
         returns = _run(launcher, jobs, cells, sweep_dir, configs)
-    except KeyboardInterrupt:
-        sweep.close_parents(parents, returns, interrupted=True)
+    except BaseException as stop:  # a signal (KILLED) or an error of the launcher (FAILED): never left RUNNING
+        sweep.close_parents(parents, returns, interrupted=isinstance(stop, KeyboardInterrupt),
+                            failed=not isinstance(stop, KeyboardInterrupt))
         raise
     sweep.close_parents(parents, returns)
     sweep.report(returns, cells)
@@ -238,6 +243,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     configs = [loader.load_sweep_config(config, list(o)) for o in job_overrides]
     cells = [sweep.cell_info(c) for c in configs]
     jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
+    if str(_opts(config).get("mode", "local")) == "gpus":
+        slots(_opts(config))  # bad pool settings end here, before any run is opened
     if sweep.managed(job_overrides):  # trials of a search: its sweeper owns the parent run and summary
         return _run(launcher, jobs, cells, sweep_dir, configs)
     with sweep.sweep_lock(sweep_dir) as lock_fd:
@@ -250,6 +257,16 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
 
 
 def _main(argv: Sequence[str]) -> int:
+    if shutdown.install() and argv[:1] == ["job"]:  # SIGTERM (the launcher's, anyone's): the run ends KILLED
+        shutdown.watch_parent()  # and a worker whose launcher was killed -9 stops too
+    try:
+        return _serve(argv)
+    except KeyboardInterrupt as stop:
+        print(shutdown.stopped_line(stop), file=sys.stderr, flush=True)
+        return shutdown.exit_code(stop)
+
+
+def _serve(argv: Sequence[str]) -> int:
     if len(argv) == 3 and argv[0] == "job":
         launcher, overrides, idx, state = cloudpickle.loads(Path(argv[1]).read_bytes())
         ret = run_one(launcher, overrides, idx, state)

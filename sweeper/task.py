@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from engine.callbacks import Callback, StopTraining
 from engine.checkpoint import CHECKPOINT_NAME
 from engine.train import train, validate_config
-from sweeper import naming, slurm, tracking
+from sweeper import naming, shutdown, slurm, tracking
 
 LAUNCH_DIR_ENV = "SEGSWEEP_LAUNCH_DIR"
 PARENTS_ENV = "SEGSWEEP_PARENT_RUNS"  # JSON {"<uri>|<experiment>": parent run id}, set by the launcher
@@ -149,8 +149,9 @@ def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
                                            tracking.TAG + "pruned": str(stop.reason == "pruned").lower()})
         client.set_terminated(run_id, "KILLED")
         return _result("PRUNED" if stop.reason == "pruned" else "STOPPED", name, run_id)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # SIGINT/SIGTERM (sweeper.shutdown): KILLED, resumable by a re-run
         client.set_terminated(run_id, "KILLED")
+        tracking.set_tags(client, run_id, {tracking.TAG + "stopped": shutdown.reason(stop)})
         raise
     except Exception as error:
         tracking.record_failure(client, run_id, error)
