@@ -28,3 +28,6 @@ class Callback:
 
     def on_train_end(self, metrics: dict[str, float]) -> None:
         """Final metrics (final_val_mIoU on the full split, ...)."""
+
+    def on_warning(self, key: str, message: str) -> None:
+        """Something the run should carry (e.g. ``loss_exploded``): the loop goes on."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,6 +119,24 @@ def watch_parent(interval_s: float = 1.0) -> threading.Thread:
     return thread
 
 
+SLURM_LAUNCHER = "hydra_plugins.segsweep_slurm.SegsweepSlurmLauncher"
+
+
+class SlurmUnavailableError(ValueError):
+    """``launcher=slurm`` where there is no SLURM (no ``sbatch`` on PATH)."""
+
+
+def check_launcher(config: Any) -> None:
+    """Before a sweep opens anything: the launcher it asks for can run here."""
+    from omegaconf import OmegaConf
+
+    target = OmegaConf.select(config, "hydra.launcher._target_", default="")
+    if target == SLURM_LAUNCHER and shutil.which("sbatch") is None:
+        raise SlurmUnavailableError("launcher=slurm but there is no SLURM here (no sbatch on PATH): run on the "
+                                    "cluster's login node, start the local cluster (scripts/local-slurm-start.sh, "
+                                    "docs/slurm.md), or use launcher=local / launcher=gpus")
+
+
 def stopped_line(stop: BaseException) -> str:
     return (f"[segsweep] stopped by {reason(stop)}: the runs it cut are KILLED; run the same command again "
             f"to resume them")
@@ -141,7 +160,8 @@ def input_error_line(error: BaseException) -> str | None:
         return (f"error: {first(error)}{cause}: check the key's spelling (`python sweep.py --cfg job` prints "
                 f"every key), or add a new key with `+key=value`")
     if isinstance(error, OverrideParseException):
-        return f"error: {first(error)}: write overrides as key=value (quote values with spaces)"
+        return (f"error: cannot parse the override {error.override!r} ({first(error)}): write key=value "
+                f"(a list as key=[1,2]; quote a value with spaces)")
     if isinstance(error, ValueError):  # bad settings the launcher found (workers, GPUs, sweep dir)
         return f"error: {first(error)}"
     return None

@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from engine import guards
 from engine.callbacks import Callback, StopTraining
 from engine.checkpoint import CHECKPOINT_NAME
 from engine.train import train, validate_config
@@ -104,6 +105,7 @@ def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     exists, else replaced by a new run.
     """
     cfg = resolve_config(cfg, overrides or [])
+    guards.check_devices(cfg)  # where the job runs (not in the launcher): before any run is created
     name, config_hash = naming.compose(cfg), naming.config_hash(cfg)
     key = naming.run_key(name, config_hash)
     uri = tracking.tracking_uri(cfg, launch_dir())

@@ -304,6 +304,9 @@ class MlflowCallback(Callback):
         self._log({**metrics, "epoch": epoch}, epoch, beat=True)
         self._done.add(epoch)
 
+    def on_warning(self, key: str, message: str) -> None:
+        set_tags(self.client, self.run_id, {f"{TAG}warning.{key}": message[:5000]})
+
     def on_train_end(self, metrics: dict[str, float]) -> None:
         final = {k: v for k, v in metrics.items() if k.startswith(("final_", "test_"))}
         self._log(final, len(self._done))
