@@ -83,6 +83,7 @@ def test_bad_input_ends_with_one_line_exit_2_and_nothing_recorded(cli, store: st
     assert not (tmp_path / "results").exists()  # nothing (re)written
 
 
+@pytest.mark.slow
 def test_a_bad_value_from_a_real_command_line(store: str, tmp_path: Path):
     result = subprocess.run([sys.executable, str(REPO / "sweep.py"), "trian.epochs=1"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=300,
@@ -110,6 +111,7 @@ def test_an_exploding_loss_warns_once_past_the_factor():
     assert watch.check(1e13, 1, 4) is None  # once
 
 
+@pytest.mark.slow
 def test_an_exploding_run_finishes_with_a_warning_tag(store: str, tmp_path: Path):
     from sweeper import naming
     from sweeper.task import run_job
@@ -119,3 +121,20 @@ def test_an_exploding_run_finishes_with_a_warning_tag(store: str, tmp_path: Path
     result = run_job(cfg)
     tags = MlflowClient(store).get_run(result["run_id"]).data.tags
     assert tags["segsweep.warning.loss_exploded"].startswith("training loss "), tags
+
+
+def test_an_unreachable_tracking_server_fails_in_seconds_with_one_line(cli, monkeypatch: pytest.MonkeyPatch):
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    started = time.monotonic()
+    code, stderr = cli("train.epochs=1")
+    assert time.monotonic() - started < 30
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert code != 0 and len(errors) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert f"cannot reach the tracking server {uri} (connection refused)" in errors[0]
+    assert "`python -m sweeper server`" in errors[0]
