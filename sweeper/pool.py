@@ -18,13 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sweeper import launch as sweep
-from sweeper import shutdown
+from sweeper import shutdown, trust
 
 log = logging.getLogger(__name__)
 POOL_DIR = ".pool"
@@ -124,8 +123,7 @@ def _job_env(slot: list[str] | None, n_slots: int) -> dict[str, str]:
 def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict], sweep_dir: Path,
           pool_slots: list[list[str] | None]) -> list[JobReturn]:
     """Each slot runs one worker process at a time until the queue is empty."""
-    work_dir = sweep_dir / POOL_DIR
-    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = trust.private_dir(sweep_dir / POOL_DIR)  # payloads run code when loaded: this user's only
     todo: queue.Queue = queue.Queue()
     for pos, job in enumerate(jobs):
         todo.put((pos, job))
@@ -153,7 +151,7 @@ def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict
         result.unlink(missing_ok=True)
         if shutdown.requested():  # the sweep is stopping: start nothing new
             return
-        payload.write_bytes(cloudpickle.dumps((launcher, overrides, idx, state)))
+        trust.write_payload(payload, (launcher, overrides, idx, state))
         where = f"GPU {','.join(slot)}" if slot is not None else "CPU"
         log.info("\t#%d (%s) : %s", idx, where, " ".join(filter_overrides(overrides)))
         with logfile.open("w") as out:
@@ -164,7 +162,7 @@ def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict
             code = proc.wait()
         name = (cells[pos] or {}).get("name", "") if pos < len(cells) else ""
         if result.exists():
-            results[pos] = cloudpickle.loads(result.read_bytes())
+            results[pos] = trust.read_payload(result)
         else:
             results[pos] = _failed(overrides, name, f"worker exited with status {code} (log: {logfile})")
         status = sweep.result(results[pos]).get("status")
@@ -210,8 +208,8 @@ def _run_and_close(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequ
 
 def _detach(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict], parents: dict[str, str],
             sweep_dir: Path, lock_fd: int | None = None) -> list[JobReturn]:
-    payload = sweep_dir / "detached.pkl"
-    payload.write_bytes(cloudpickle.dumps((launcher, jobs, cells, parents, Singleton.get_state())))
+    payload = trust.write_payload(sweep_dir / POOL_DIR / "detached.pkl",
+                                  (launcher, jobs, cells, parents, Singleton.get_state()))
     logfile = sweep_dir / "detached.log"
     with logfile.open("a") as out:
         proc = subprocess.Popen([sys.executable, "-m", "sweeper.pool", "detached", str(payload)], stdout=out,
@@ -261,6 +259,9 @@ def _main(argv: Sequence[str]) -> int:
         shutdown.watch_parent()  # and a worker whose launcher was killed -9 stops too
     try:
         return _serve(argv)
+    except trust.UntrustedPayloadError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 2
     except KeyboardInterrupt as stop:
         print(shutdown.stopped_line(stop), file=sys.stderr, flush=True)
         return shutdown.exit_code(stop)
@@ -268,18 +269,15 @@ def _main(argv: Sequence[str]) -> int:
 
 def _serve(argv: Sequence[str]) -> int:
     if len(argv) == 3 and argv[0] == "job":
-        launcher, overrides, idx, state = cloudpickle.loads(Path(argv[1]).read_bytes())
+        launcher, overrides, idx, state = trust.read_payload(Path(argv[1]))
         ret = run_one(launcher, overrides, idx, state)
         try:
-            data = cloudpickle.dumps(ret)
+            trust.write_payload(Path(argv[2]), ret)
         except Exception as error:  # noqa: BLE001 - an unpicklable return still reports the job
-            data = cloudpickle.dumps(_failed(overrides, "", f"unpicklable job return: {error}"))
-        tmp = Path(argv[2] + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(argv[2])
+            trust.write_payload(Path(argv[2]), _failed(overrides, "", f"unpicklable job return: {error}"))
         return 0
     if len(argv) == 2 and argv[0] == "detached":
-        launcher, jobs, cells, parents, state = cloudpickle.loads(Path(argv[1]).read_bytes())
+        launcher, jobs, cells, parents, state = trust.read_payload(Path(argv[1]))
         Singleton.set_state(state)
         setup_globals()
         # the sweep lock was inherited from the launching command and goes when this process ends
