@@ -56,9 +56,10 @@ def slots(opts: DictConfig, gpus: Sequence[str] | None = None) -> list[list[str]
             raise ValueError(f"launcher.gpus_per_job={per} but {len(gpus)} GPU(s) are visible "
                              f"({','.join(gpus)}): choose 1..{len(gpus)}")
         return [list(gpus[i:i + per]) for i in range(0, len(gpus) - per + 1, per)]
-    workers = int(1 if opts.get("workers") is None else opts.get("workers"))
-    if workers < 1:
-        raise ValueError(f"launcher.workers={workers}: a pool needs at least one worker (e.g. `launcher.workers=2`)")
+    workers = 1 if opts.get("workers") is None else opts.get("workers")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"launcher.workers={workers}: a pool needs a whole number of workers, at least 1 "
+                         f"(e.g. `launcher.workers=2`)")
     return [None] * workers
 
 

@@ -151,7 +151,7 @@ def input_error_line(error: BaseException) -> str | None:
         return lines[0] if lines else type(error).__name__
 
     if isinstance(error, MissingConfigException):
-        options = ", ".join(error.options or [])
+        options = ", ".join(o for o in error.options or [] if not o.startswith("_"))  # _x: shared bases
         group = (error.missing_cfg_file or "").split("/")[0]
         fix = f"choose one of {options} (conf/{group}/)" if options else "check the name under conf/"
         return f"error: {first(error)}: {fix}"

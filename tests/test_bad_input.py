@@ -38,10 +38,19 @@ CASES = [
                  marks=pytest.mark.skipif(not NO_CUDA, reason="CUDA is available here")),
     pytest.param(["gpus=2"], "gpus=2 but 0 GPU(s) are visible here: set gpus=1",
                  marks=pytest.mark.skipif(not NO_CUDA, reason="CUDA is available here")),
-    (["-m", "launcher=gpus", "launcher.workers=0"], "launcher.workers=0: a pool needs at least one worker"),
+    (["-m", "launcher=gpus", "launcher.workers=0"], "launcher.workers=0: a pool needs a whole number of workers"),
+    (["-m", "launcher=gpus", "launcher.workers=two"], "launcher.workers=two: a pool needs a whole number"),
     pytest.param(["-m", "launcher=slurm"], "launcher=slurm but there is no SLURM here (no sbatch on PATH)",
                  marks=pytest.mark.skipif(shutil.which("sbatch") is not None, reason="SLURM is here")),
 ]
+
+
+def flags(args: tuple[str, ...]) -> list[str]:
+    return [a for a in args if a.startswith("-")]
+
+
+def values(args: tuple[str, ...]) -> list[str]:
+    return [a for a in args if not a.startswith("-")]
 
 
 @pytest.fixture()
@@ -55,7 +64,7 @@ def cli(store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pyt
 
     def run(*args: str) -> tuple[int, str]:
         GlobalHydra.instance().clear()
-        monkeypatch.setattr(sys, "argv", [str(REPO / "sweep.py"), *FAST, *args, f"output_root={tmp_path / 'out'}"])
+        monkeypatch.setattr(sys, "argv", [str(REPO / "sweep.py"), *flags(args), *FAST, *values(args), f"output_root={tmp_path / 'out'}"])
         with pytest.raises(SystemExit) as ended:
             runpy.run_path(str(REPO / "sweep.py"), run_name="__main__")
         return ended.value.code, capsys.readouterr().err
