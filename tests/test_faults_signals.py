@@ -18,7 +18,6 @@ from mlflow.tracking import MlflowClient
 from sweeper import shutdown
 from tests.conftest import FAST, REPO, subprocess_env
 
-pytestmark = pytest.mark.slow
 LONG = [*FAST, "train.epochs=1", "train.max_steps_per_epoch=null"]  # with scale=1000+: mid-training when signalled
 
 
@@ -76,6 +75,7 @@ def _assert_lock_free(sweep_dir: Path) -> None:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError while still held
 
 
+@pytest.mark.slow
 def test_sigterm_to_a_single_run_marks_it_killed_with_one_line(store: str, tmp_path: Path):
     proc = _start(*LONG, "scale=1000", tmp_path=tmp_path, store=store)
     (pid,) = _wait_running(store, 1)
@@ -87,6 +87,7 @@ def test_sigterm_to_a_single_run_marks_it_killed_with_one_line(store: str, tmp_p
     assert run.info.status == "KILLED" and run.data.tags["segsweep.stopped"] == "SIGTERM"
 
 
+@pytest.mark.slow
 def test_ctrl_c_of_a_local_sweep_then_the_rerun_resumes_into_the_same_run(store: str, tmp_path: Path):
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "seed=0", *FAST, "train.max_steps_per_epoch=6", f"hydra.sweep.dir={sweep_dir}"]
@@ -111,28 +112,63 @@ def test_ctrl_c_of_a_local_sweep_then_the_rerun_resumes_into_the_same_run(store:
     assert _runs(store, kind="sweep")[0].info.status == "FINISHED"
 
 
-@pytest.mark.parametrize("how", ["SIGINT to the group", "SIGTERM to the launcher"])
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["Ctrl-C", "kill -9 of the launcher"])
 def test_stopping_a_pool_sweep_ends_its_workers_and_kills_every_run(store: str, tmp_path: Path, how: str):
     sweep_dir = tmp_path / "sweep"
     proc = _start("-m", "launcher=gpus", "launcher.workers=2", "scale=1000,1001", *LONG, f"hydra.sweep.dir={sweep_dir}",
                   tmp_path=tmp_path, store=store, CUDA_VISIBLE_DEVICES="")
     workers = _wait_running(store, 2)
     assert proc.pid not in workers
-    if how == "SIGINT to the group":
-        os.killpg(proc.pid, signal.SIGINT)
+    if how == "Ctrl-C":
+        os.killpg(proc.pid, signal.SIGINT)  # the whole foreground group, as a terminal sends it
+        assert proc.wait(timeout=40) == 128 + signal.SIGINT
+        _assert_one_stopped_line(tmp_path, "SIGINT")
     else:
-        os.kill(proc.pid, signal.SIGTERM)
-    signum = signal.SIGINT if how.startswith("SIGINT") else signal.SIGTERM
-    assert proc.wait(timeout=40) == 128 + signum
-    _assert_one_stopped_line(tmp_path, signal.Signals(signum).name)
-    assert not [pid for pid in workers if _alive(pid)]  # no orphan keeps training
+        proc.kill()
+        proc.wait(timeout=10)
+    _wait(lambda: not [pid for pid in workers if _alive(pid)], "the workers to end", timeout=40)  # no orphan
     runs = _runs(store)
     assert len(runs) == 2 and {r.info.status for r in runs} == {"KILLED"}
-    assert {r.data.tags["segsweep.stopped"] for r in runs} == {"SIGTERM"}  # the launcher stopped them
-    assert _runs(store, kind="sweep")[0].info.status == "KILLED"
-    _assert_lock_free(sweep_dir)
+    assert {r.data.tags["segsweep.stopped"] for r in runs} == {"SIGTERM"}  # the launcher / the watch stopped them
+    if how == "Ctrl-C":
+        assert _runs(store, kind="sweep")[0].info.status == "KILLED"
+        _assert_lock_free(sweep_dir)
 
 
+def test_a_signal_while_stopping_is_ignored_and_slurm_jobs_keep_their_handlers(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(shutdown._received, "signum", None)
+    with pytest.raises(shutdown.Interrupted) as first:
+        shutdown._on_signal(signal.SIGTERM, None)
+    assert first.value.signum == signal.SIGTERM and isinstance(first.value, KeyboardInterrupt)
+    assert shutdown._on_signal(signal.SIGINT, None) is None  # the first stop goes on
+    assert shutdown.requested() == signal.SIGTERM
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    before = signal.getsignal(signal.SIGTERM)
+    assert shutdown.install() is False and signal.getsignal(signal.SIGTERM) is before  # submitit's to requeue
+
+
+def test_workers_that_ignore_sigterm_are_killed_after_the_grace_period():
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                                 "signal.SIG_IGN); print(flush=True); time.sleep(60)"], stdout=subprocess.PIPE,
+                                start_new_session=True)
+    stubborn.stdout.readline()  # its handler is in place
+    started = time.monotonic()
+    shutdown.stop_processes([stubborn], grace_s=1.0)
+    assert stubborn.poll() == -signal.SIGKILL and time.monotonic() - started < 10
+
+
+def test_launcher_slurm_without_sbatch_is_refused_before_anything(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.create({"hydra": {"launcher": {"_target_": shutdown.SLURM_LAUNCHER}}})
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch on it
+    with pytest.raises(shutdown.SlurmUnavailableError, match="launcher=slurm but there is no SLURM here"):
+        shutdown.check_launcher(config)
+    shutdown.check_launcher(OmegaConf.create({"hydra": {"launcher": {"_target_": "x.Local"}}}))
+
+
+@pytest.mark.slow
 def test_sigterm_to_a_detached_sweep(store: str, tmp_path: Path):
     sweep_dir = tmp_path / "sweep"
     started = subprocess.run([sys.executable, str(REPO / "sweep.py"), "-m", "scale=1000,1001", *LONG,
