@@ -102,7 +102,7 @@ class LossWatch:
         if self.warned or abs(loss) <= self.factor * self.first:
             return None
         self.warned = True
-        message = (f"training loss {loss:.3g} at epoch {epoch}, step {step} is more than {self.factor:.0e} x its "
+        message = (f"training loss {loss:.3g} at epoch {epoch}, step {step} is more than {self.factor:g} x its "
                    f"first value {self.first:.3g}: the run is diverging (lower lr or check the data)")
         log.warning(message)
         return message

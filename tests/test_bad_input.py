@@ -121,15 +121,25 @@ def test_an_exploding_loss_warns_once_past_the_factor():
 
 
 @pytest.mark.slow
-def test_an_exploding_run_finishes_with_a_warning_tag(store: str, tmp_path: Path):
-    from sweeper import naming
-    from sweeper.task import run_job
+def test_an_exploding_loss_is_reported_and_tagged_on_the_run(store: str, tmp_path: Path):
+    from engine.callbacks import Callback
+    from engine.train import train
+    from sweeper import naming, tracking
 
-    cfg = naming.compose_config([*FAST, "train.epochs=1", "+train.explode_factor=1.5", "lr=10",
-                                 f"output_root={tmp_path / 'out'}"])
-    result = run_job(cfg)
-    tags = MlflowClient(store).get_run(result["run_id"]).data.tags
-    assert tags["segsweep.warning.loss_exploded"].startswith("training loss "), tags
+    warnings: list[tuple[str, str]] = []
+
+    class Seen(Callback):
+        def on_warning(self, key: str, message: str) -> None:
+            warnings.append((key, message))
+
+    cfg = naming.compose_config([*FAST, "train.epochs=1", "+train.explode_factor=1.5", "lr=10"])
+    train(cfg, [Seen()])  # a real (tiny) training loop whose loss grows past 1.5 x its first value
+    assert [key for key, _ in warnings] == ["loss_exploded"]
+    assert warnings[0][1].startswith("training loss ") and "its first value" in warnings[0][1]
+    client = MlflowClient(store)
+    run_id = client.create_run(tracking.ensure_experiment(store, "x")).info.run_id  # a store from the template
+    tracking.MlflowCallback(client, run_id).on_warning(*warnings[0])
+    assert client.get_run(run_id).data.tags["segsweep.warning.loss_exploded"] == warnings[0][1]
 
 
 def test_an_unreachable_tracking_server_fails_in_seconds_with_one_line(cli, monkeypatch: pytest.MonkeyPatch):
