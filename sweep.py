@@ -6,6 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from sweeper.naming import register_backbones
+from sweeper.shutdown import run_cli
 from sweeper.task import LAUNCH_DIR_ENV
 from sweeper.task import main as run_task
 
@@ -19,4 +20,4 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # SIGTERM/SIGINT and input errors end with one line
