@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hydra_plugins.segsweep_optuna._search import Search  # noqa: E402
+from sweeper.optuna_search import Search  # noqa: E402
 from hydra_plugins.segsweep_optuna.config import SegsweepOptunaSweeperConf  # noqa: E402
 from hydra_plugins.segsweep_optuna.sweeper import SegsweepOptunaSweeper  # noqa: E402
 

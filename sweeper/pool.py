@@ -23,7 +23,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sweeper import launch as sweep
+from sweeper import bookkeeping as sweep
 
 log = logging.getLogger(__name__)
 POOL_DIR = ".pool"

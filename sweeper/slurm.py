@@ -160,7 +160,7 @@ def cell_info(cfg: DictConfig) -> dict[str, Any]:
     whose config does not resolve is submitted anyway: its job records the error.
     """
     from sweeper import tracking
-    from sweeper.launch import cell_info as resolve_cell
+    from sweeper.bookkeeping import cell_info as resolve_cell
 
     info = resolve_cell(cfg)
     if info and not cfg.get("force"):

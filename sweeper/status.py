@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sweeper.launch import KIND_TAG, MANIFEST
+from sweeper.bookkeeping import KIND_TAG, MANIFEST
 
 SLURM_MANIFEST = "slurm_jobs.json"
 TERMINAL = {"FINISHED", "FAILED", "KILLED"}

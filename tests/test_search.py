@@ -22,8 +22,8 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from hydra_plugins.segsweep_optuna._search import outcome_from_return
-from hydra_plugins.segsweep_optuna._space import (
+from sweeper.optuna_search import outcome_from_return
+from sweeper.search_space import (
     SearchSpaceError,
     format_value,
     grid_search_space,

@@ -40,7 +40,7 @@ class SegsweepOptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         """Run (or resume) the study; returns the optimization results dict."""
-        from ._search import Search, SearchError
+        from sweeper.optuna_search import Search, SearchError
 
         try:
             return Search(self, arguments).run()

@@ -109,7 +109,7 @@ class SegsweepSlurmLauncher(SlurmLauncher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
 
-        from sweeper.launch import close_parents, managed, open_parents, report
+        from sweeper.bookkeeping import close_parents, managed, open_parents, report
 
         detach = bool(opts.get("detach", False))
         infos = [(idx, list(overrides), self._info(overrides, cell_info))

@@ -28,7 +28,7 @@ from sweeper.search import (
     resolve_sqlite_uri,
 )
 
-from ._space import SearchSpace, grid_search_space, parse_search_space, quote, trial_overrides
+from sweeper.search_space import SearchSpace, grid_search_space, parse_search_space, quote, trial_overrides
 
 log = logging.getLogger(__name__)
 
