@@ -14,14 +14,14 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from sweeper import bookkeeping as sweep
 
@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 POOL_DIR = ".pool"
 
 
-def _opts(config: DictConfig) -> DictConfig:
-    return config.get("launcher") or OmegaConf.create({})
+def _opts(launcher: Any) -> dict[str, Any]:
+    """The launcher's own settings (``hydra.launcher.*``: workers, gpus_per_job, detach, cell_info)."""
+    return dict(getattr(launcher, "options", None) or {})
 
 
 def visible_gpus() -> list[str]:
@@ -47,18 +48,18 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(x for x in out.splitlines() if x.startswith("GPU "))]
 
 
-def slots(opts: DictConfig, gpus: Sequence[str] | None = None) -> list[list[str] | None]:
+def slots(opts: Mapping[str, Any], gpus: Sequence[str] | None = None) -> list[list[str] | None]:
     """The pool's slots: GPU id groups of ``gpus_per_job`` (one job each), or ``workers`` CPU slots."""
     gpus = visible_gpus() if gpus is None else list(gpus)
     if gpus:
         per = int(opts.get("gpus_per_job") or 1)
         if per < 1 or per > len(gpus):
-            raise ValueError(f"launcher.gpus_per_job={per} but {len(gpus)} GPU(s) are visible "
+            raise ValueError(f"hydra.launcher.gpus_per_job={per} but {len(gpus)} GPU(s) are visible "
                              f"({','.join(gpus)}): choose 1..{len(gpus)}")
         return [list(gpus[i:i + per]) for i in range(0, len(gpus) - per + 1, per)]
     workers = int(opts.get("workers") or 1)
     if workers < 1:
-        raise ValueError(f"launcher.workers={workers} must be >= 1")
+        raise ValueError(f"hydra.launcher.workers={workers} must be >= 1")
     return [None] * workers
 
 
@@ -158,7 +159,8 @@ def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict
                                     stdout=out, stderr=subprocess.STDOUT, env=_job_env(slot, len(pool_slots)))
             procs[pos] = proc
             code = proc.wait()
-        name = (cells[pos] or {}).get("name", "") if pos < len(cells) else ""
+        name = ((cells[pos] or {}).get("name", "") if pos < len(cells) else "") or \
+            " ".join(filter_overrides(overrides))
         if result.exists():
             results[pos] = cloudpickle.loads(result.read_bytes())
         else:
@@ -183,9 +185,8 @@ def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict
 
 def _run(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict], sweep_dir: Path,
          configs: Sequence[DictConfig | None] = ()) -> list[JobReturn]:
-    opts = _opts(launcher.config)
-    if str(opts.get("mode", "local")) == "gpus":
-        return _pool(launcher, jobs, cells, sweep_dir, slots(opts))
+    if getattr(launcher, "pool", False):
+        return _pool(launcher, jobs, cells, sweep_dir, slots(_opts(launcher)))
     return _sequential(launcher, jobs, configs)
 
 
@@ -228,24 +229,28 @@ def _detach(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[di
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
-    """The launcher's ``launch``: store, experiments and parent runs first, then the jobs."""
+    """The launcher's ``launch``: with bookkeeping (``cell_info``), store, experiments and parent runs
+    first; then the jobs."""
     setup_globals()
     config = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    opts = _opts(launcher)
     loader = launcher.hydra_context.config_loader
     configs = [loader.load_sweep_config(config, list(o)) for o in job_overrides]
-    cells = [sweep.cell_info(c) for c in configs]
+    describe = sweep.import_function(opts.get("cell_info"), "hydra.launcher.cell_info")
+    cells = [describe(c) if describe is not None else {} for c in configs]
     jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
     if sweep.managed(job_overrides):  # trials of a search: its sweeper owns the parent run and summary
         return _run(launcher, jobs, cells, sweep_dir, configs)
     with sweep.sweep_lock(sweep_dir) as lock_fd:
         parents = sweep.open_parents(config, cells, sweep_dir)
-        sweep.write_manifest(sweep_dir, config, cells, parents)
-        if bool(_opts(config).get("detach", False)):
+        if describe is not None:
+            sweep.write_manifest(sweep_dir, config, cells, parents)
+        if bool(opts.get("detach", False)):
             return _detach(launcher, jobs, cells, parents, sweep_dir, lock_fd)
-        log.info("Launching %d jobs (%s)", len(jobs), _opts(config).get("mode", "local"))
+        log.info("Launching %d jobs (%s)", len(jobs), "pool" if getattr(launcher, "pool", False) else "local")
         return _run_and_close(launcher, jobs, cells, parents, sweep_dir, configs)
 
 

@@ -21,9 +21,11 @@ from hydra.core.override_parser.types import (
     ChoiceSweep,
     IntervalSweep,
     Override,
+    OverrideType,
     RangeSweep,
     Transformer,
 )
+from sweeper.search import quote
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -120,7 +122,7 @@ def parse_search_space(params: Mapping[str, Any] | None, arguments: Sequence[str
     parser = OverridesParser.create()
     entries: dict[str, str] = {}
     for key, val in (params or {}).items():
-        entries[str(key)] = f"{key}={val}"
+        entries[str(key).lstrip("+~")] = f"{key}={val}"
     for arg in arguments:
         ov = parser.parse_override(arg)
         entries[ov.get_key_element()] = arg
@@ -131,10 +133,16 @@ def parse_search_space(params: Mapping[str, Any] | None, arguments: Sequence[str
         except Exception as e:  # Hydra's grammar errors are verbose; keep ours short
             raise SearchSpaceError(f"cannot parse search entry {text!r}: {e}") from e
         if override.is_sweep_override():
-            space.distributions[key] = distribution_from_override(override)
-        else:
-            space.fixed.append(f"{key}={override.get_value_element_as_str()}")
+            space.distributions[_prefixed_key(override)] = distribution_from_override(override)
+        else:  # as given: +key=..., ~key and quoting kept
+            space.fixed.append(text)
     return space
+
+
+def _prefixed_key(override: Override) -> str:
+    """The override's key with its ``+`` / ``++`` (a sampled key the config lacks stays addable)."""
+    prefix = {OverrideType.ADD: "+", OverrideType.FORCE_ADD: "++"}.get(override.override_type, "")
+    return prefix + override.get_key_element()
 
 
 def format_value(value: Any) -> str:
@@ -153,11 +161,6 @@ def format_value(value: Any) -> str:
     except Exception:
         pass
     return quote(text)
-
-
-def quote(text: str) -> str:
-    """Single-quote a string for Hydra's override grammar."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def trial_overrides(params: Mapping[str, Any]) -> list[str]:

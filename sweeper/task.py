@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from engine.callbacks import Callback, StopTraining
 from engine.checkpoint import CHECKPOINT_NAME
 from engine.train import train, validate_config
-from sweeper import naming, slurm, tracking
+from sweeper import naming, search, slurm, tracking
 
 LAUNCH_DIR_ENV = "SEGSWEEP_LAUNCH_DIR"
 PARENTS_ENV = "SEGSWEEP_PARENT_RUNS"  # JSON {"<uri>|<experiment>": parent run id}, set by the launcher
@@ -56,11 +56,8 @@ def _result(status: str, name: str, run_id: str | None, value: float | None = No
 
 
 def _extra_callbacks(cfg: DictConfig) -> list[Callback]:
-    if "optuna" in cfg:
-        from sweeper.search import PruningCallback
-
-        return [PruningCallback(cfg.optuna)]
-    return []
+    trial = search.trial_of_env()  # a search trial: its study coordinates are in the job's environment
+    return [search.PruningCallback(trial)] if trial is not None else []
 
 
 def sweep_tags(uri: str, experiment: str, cfg: DictConfig | None = None) -> dict[str, str]:
@@ -128,8 +125,8 @@ def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     resumable = (previous is not None and previous.info.status != "FINISHED" and not force
                  and (workdir / CHECKPOINT_NAME).exists())
     running = {**sweep_tags(uri, str(cfg.tracking.experiment), cfg), **_where_tags(workdir)}
-    if "optuna" in cfg:  # a search trial: linked to its study while it runs, not only at the end
-        running[tracking.TAG + "trial"] = str(cfg.optuna.trial_number)
+    if os.environ.get(search.TRIAL_ENV):  # a search trial: linked to its study while it runs
+        running[tracking.TAG + "trial"] = os.environ[search.TRIAL_ENV]
     if resumable:
         run_id = previous.info.run_id
         client.update_run(run_id, status="RUNNING")

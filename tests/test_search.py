@@ -404,7 +404,7 @@ def sweep_runs(workdir: Path) -> tuple[object, list, MlflowClient]:
 
 def test_e2e_async_search_through_the_pool(tmp_path: Path) -> None:
     """6 trials, 2 at a time through the local pool (2 CPU workers), then the same command again."""
-    args = ("launcher=gpus", "launcher.workers=2", "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=6")
+    args = ("launcher=gpus", "hydra.launcher.workers=2", "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=6")
     run_sweep(tmp_path, *args)
     study = load_study(tmp_path)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
