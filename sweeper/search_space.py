@@ -141,7 +141,7 @@ def parse_search_space(params: Mapping[str, Any] | None, arguments: Sequence[str
 
 def _prefixed_key(override: Override) -> str:
     """The override's key with its ``+`` / ``++`` (a sampled key the config lacks stays addable)."""
-    prefix = {OverrideType.ADD: "+", OverrideType.FORCE_ADD: "++"}.get(override.override_type, "")
+    prefix = {OverrideType.ADD: "+", OverrideType.FORCE_ADD: "++"}.get(override.type, "")
     return prefix + override.get_key_element()
 
 
