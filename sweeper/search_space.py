@@ -21,7 +21,6 @@ from hydra.core.override_parser.types import (
     ChoiceSweep,
     IntervalSweep,
     Override,
-    OverrideType,
     RangeSweep,
     Transformer,
 )
@@ -125,7 +124,7 @@ def parse_search_space(params: Mapping[str, Any] | None, arguments: Sequence[str
         entries[str(key).lstrip("+~")] = f"{key}={val}"
     for arg in arguments:
         ov = parser.parse_override(arg)
-        entries[ov.get_key_element()] = arg
+        entries[ov.get_key_element().lstrip("+~")] = arg
     space = SearchSpace()
     for key, text in entries.items():
         try:
@@ -133,16 +132,11 @@ def parse_search_space(params: Mapping[str, Any] | None, arguments: Sequence[str
         except Exception as e:  # Hydra's grammar errors are verbose; keep ours short
             raise SearchSpaceError(f"cannot parse search entry {text!r}: {e}") from e
         if override.is_sweep_override():
-            space.distributions[_prefixed_key(override)] = distribution_from_override(override)
+            # the key keeps its + / ++: a sampled key the config lacks stays addable
+            space.distributions[override.get_key_element()] = distribution_from_override(override)
         else:  # as given: +key=..., ~key and quoting kept
             space.fixed.append(text)
     return space
-
-
-def _prefixed_key(override: Override) -> str:
-    """The override's key with its ``+`` / ``++`` (a sampled key the config lacks stays addable)."""
-    prefix = {OverrideType.ADD: "+", OverrideType.FORCE_ADD: "++"}.get(override.type, "")
-    return prefix + override.get_key_element()
 
 
 def format_value(value: Any) -> str:

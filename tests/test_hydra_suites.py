@@ -192,28 +192,6 @@ def test_optuna_trials_in_parallel_through_the_pool_with_their_study_out_of_the_
     assert sorted(t.user_attrs["segsweep.params"]["x"] for t in study.trials) == trained
 
 
-@pytest.mark.slow
-def test_the_default_study_is_the_commands_own_and_a_resumed_one_says_so(tmp_path: Path) -> None:
-    """Same space, another fixed override: another study (it runs its trials); the same command
-    again resumes its study and says so in one line."""
-    base = ("hydra.sweeper.n_trials=2", "hydra/sweeper/sampler=random", "x=choice(1, 2, 3)")
-    first = _search(tmp_path, *base, "y=0")
-    assert "new study" in first.stdout
-    other = _search(tmp_path, *base, "y=5")
-    assert "new study" in other.stdout and "0 of 2 trials done, 2 to run" in other.stdout
-    again = _search(tmp_path, *base, "y=0")
-    lines = [line for line in again.stdout.splitlines() if "resuming study" in line]
-    assert len(lines) == 1 and "2 of 2 trials done, 0 to run" in lines[0]
-
-
-@pytest.mark.slow
-def test_a_failed_trials_error_is_on_stderr(tmp_path: Path) -> None:
-    proc = _search(tmp_path, "hydra.sweeper.n_trials=2", "hydra/sweeper/sampler=random", "x=choice(1, 2)",
-                   "hydra.sweeper.max_failure_rate=0.0", "error=true", check=False)
-    assert proc.returncode != 0
-    assert "RuntimeError: cfg.error is True" in proc.stderr
-
-
 def test_sampler_is_a_config_group() -> None:
     from hydra import compose, initialize_config_dir
 
