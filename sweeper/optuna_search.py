@@ -38,7 +38,6 @@ from sweeper.search import (
     resolve_sqlite_uri,
     trial_env_overrides,
 )
-
 from sweeper.search_space import SearchSpace, grid_search_space, parse_search_space, trial_overrides
 
 log = logging.getLogger(__name__)

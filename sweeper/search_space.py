@@ -24,13 +24,14 @@ from hydra.core.override_parser.types import (
     RangeSweep,
     Transformer,
 )
-from sweeper.search import quote
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
     FloatDistribution,
     IntDistribution,
 )
+
+from sweeper.search import quote
 
 
 class SearchSpaceError(ValueError):
@@ -126,7 +127,7 @@ def parse_search_space(params: Mapping[str, Any] | None, arguments: Sequence[str
         ov = parser.parse_override(arg)
         entries[ov.get_key_element().lstrip("+~")] = arg
     space = SearchSpace()
-    for key, text in entries.items():
+    for text in entries.values():
         try:
             override = parser.parse_override(text)
         except Exception as e:  # Hydra's grammar errors are verbose; keep ours short

@@ -200,3 +200,21 @@ def test_sampler_is_a_config_group() -> None:
                       return_hydra_config=True)
     assert cfg.hydra.sweeper.sampler.name == "random"
     assert OmegaConf.select(cfg, "hydra.runtime.choices")["hydra/sweeper/sampler"] == "random"
+
+
+@pytest.mark.parametrize("short, entry, options", [
+    ("local", "segsweep_local", {"detach": False, "cell_info": "sweeper.bookkeeping.cell_info"}),
+    ("gpus", "segsweep_pool", {"workers": 2, "gpus_per_job": 1, "cell_info": "sweeper.bookkeeping.cell_info"}),
+    ("slurm", "segsweep_slurm", {"executor": "slurm", "cell_info": "sweeper.slurm.cell_info"}),
+])
+def test_the_launcher_group_of_sweep_py_is_the_short_form_of_the_entries(short: str, entry: str,
+                                                                         options: dict) -> None:
+    """`launcher=gpus` selects hydra/launcher=segsweep_pool and sets its options under hydra.launcher;
+    the job's config holds no `launcher` key."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("sweep", overrides=[f"launcher={short}"], return_hydra_config=True)
+    assert cfg.hydra.runtime.choices["hydra/launcher"] == entry
+    assert {k: cfg.hydra.launcher[k] for k in options} == options
+    assert "launcher" not in cfg

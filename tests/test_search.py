@@ -23,6 +23,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from sweeper.optuna_search import outcome_from_return, round_sampled
+from sweeper.search import build_pruner, default_storage, resolve_sqlite_uri
 from sweeper.search_space import (
     SearchSpaceError,
     distribution_from_override,
@@ -30,7 +31,6 @@ from sweeper.search_space import (
     grid_search_space,
     parse_search_space,
 )
-from sweeper.search import build_pruner, default_storage, resolve_sqlite_uri
 
 REPO = Path(__file__).resolve().parents[1]
 

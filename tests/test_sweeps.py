@@ -222,11 +222,11 @@ def test_a_bad_cell_fails_the_sweep_before_any_job_with_either_launcher(store: s
 def test_segsweep_basic_validates_only_for_launchers_that_do_not_compose_first():
     from types import SimpleNamespace
 
-    from hydra_plugins.segsweep_pool import SegsweepLauncher
+    from hydra_plugins.segsweep_pool import SegsweepLocalLauncher
     from hydra_plugins.segsweep_pool.sweeper import SegsweepBasicSweeper
 
     sweeper = SegsweepBasicSweeper(max_batch_size=None)
-    sweeper.launcher, sweeper.config = SegsweepLauncher(), None
+    sweeper.launcher, sweeper.config = SegsweepLocalLauncher(), None
     sweeper.validate_batch_is_legal([["backbone=dense30k99"]])  # left to the launcher: no loader needed
     sweeper.launcher = SimpleNamespace()
     sweeper.hydra_context = SimpleNamespace(config_loader=None)

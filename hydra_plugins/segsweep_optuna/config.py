@@ -2,7 +2,7 @@
 sampler group ``hydra/sweeper/sampler={tpe,random,grid,cmaes,gp}`` (as hydra-optuna-sweeper's)."""
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -15,8 +15,8 @@ class SamplerConf:
     """One entry of ``hydra/sweeper/sampler``; ``kwargs`` go to the Optuna sampler."""
 
     name: str = "tpe"
-    seed: Optional[int] = 0
-    n_startup_trials: Optional[int] = None
+    seed: int | None = 0
+    n_startup_trials: int | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -28,8 +28,8 @@ class PrunerConf:
     """
 
     name: str = "median"
-    n_startup_trials: Optional[int] = 5
-    n_warmup_steps: Optional[int] = 0
+    n_startup_trials: int | None = 5
+    n_warmup_steps: int | None = 0
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -42,25 +42,25 @@ class SegsweepOptunaSweeperConf:
     metric: str = "val_mIoU"
     # null: "search-<hash of the app, its config, the fixed overrides, space, direction, metric and
     # sampler>", so the same command resumes its study and any other command starts its own.
-    study_name: Optional[str] = None
+    study_name: str | None = None
     # null: sqlite file "optuna.db" next to the MLflow sqlite store (or in the launch dir).
-    storage: Optional[str] = None
+    storage: str | None = None
     n_trials: int = 20
-    timeout: Optional[float] = None  # seconds; no new trial starts after it, running ones finish
+    timeout: float | None = None  # seconds; no new trial starts after it, running ones finish
     n_jobs: int = 1  # trials in flight at once (asynchronous: a new one starts when one ends)
     # Stop starting trials once more than max_failure_rate * n_trials trials have failed.
     max_failure_rate: float = 0.5
     # A sampled float (without a step) is rounded to this many significant digits before its trial
     # runs, and the trial trains exactly that value (lr=0.00161, not 0.001605191...); null: as sampled.
-    float_digits: Optional[int] = 3
+    float_digits: int | None = 3
     sampler: SamplerConf = MISSING
     pruner: PrunerConf = field(default_factory=PrunerConf)
     # Search space: key -> override grammar (choice(...), range(...), interval(...), tag(log, ...)).
     params: dict[str, str] | None = None
     # The MLflow parent run of the search: its store and experiment. null: taken from the launcher's
     # cell_info (segsweep's sweep.py: tracking.uri / tracking.experiment), else no parent run.
-    tracking_uri: Optional[str] = None
-    experiment: Optional[str] = None
+    tracking_uri: str | None = None
+    experiment: str | None = None
     mlflow_parent: bool = True
 
 

@@ -14,7 +14,7 @@ Keep it light: Hydra imports it during plugin discovery.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn
@@ -33,7 +33,7 @@ class SegsweepLocalLauncherConf:
     #: dotted path of a function composed job config -> cell dict (name, uri, experiment, ...);
     #: null: no MLflow bookkeeping (any Hydra app); segsweep's launcher= group sets
     #: sweeper.bookkeeping.cell_info
-    cell_info: Optional[str] = None
+    cell_info: str | None = None
 
 
 @dataclass

@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
@@ -49,7 +49,7 @@ class SegsweepSlurmLauncherConf(SlurmQueueConf):
     #: true: return right after sbatch (fire and forget)
     detach: bool = False
     #: dotted function composed job config -> cell dict (sweeper.slurm.cell_info for sweep.py); null: none
-    cell_info: Optional[str] = None
+    cell_info: str | None = None
     #: submitit executor: slurm, or local (the same submission as local processes: tests, no cluster)
     executor: str = "slurm"
 
