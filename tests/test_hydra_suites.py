@@ -68,11 +68,10 @@ class TestSegsweepLaunchers(LauncherTestSuite):
     """Hydra's LauncherTestSuite with Hydra's basic sweeper."""
 
 
-@pytest.mark.parametrize("launcher_name, overrides", [
-    pytest.param(p.values[0], ["hydra/sweeper=segsweep_basic", *p.values[1]], id=p.id, marks=p.marks)
-    for p in LAUNCHERS])
+@pytest.mark.parametrize("launcher_name, overrides", [("segsweep_local", ["hydra/sweeper=segsweep_basic"])])
 class TestSegsweepLaunchersWithSegsweepSweeper(LauncherTestSuite):
-    """Hydra's LauncherTestSuite with segsweep's grid sweeper (one composition per job)."""
+    """Hydra's LauncherTestSuite with segsweep's grid sweeper (one composition per job; through the
+    pool and SLURM launchers it runs Hydra's BatchedSweeperTestSuite below, which costs less time)."""
 
 
 @pytest.mark.parametrize("launcher_name, overrides", [

@@ -676,3 +676,23 @@ def test_a_sampled_float_is_trained_rounded(value: float, digits: int | None, ro
     assert round_sampled(1.00049e-4, dist, 3) == 1e-4 and round_sampled(5, IntDistribution(1, 9), 3) == 5
     assert round_sampled(1.2344e-4, FloatDistribution(1.2344e-4, 1.0), 3) == 1.2344e-4  # kept inside the bounds
     assert round_sampled(0.25, FloatDistribution(0.0, 1.0, step=0.25), 1) == 0.25  # a stepped float is exact
+
+
+def test_a_trials_study_travels_in_hydra_job_env_set_and_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trial's overrides are Hydra overrides of hydra.job.env_set (a storage URI with slashes and
+    quotes survives the grammar); the job reads them back from its environment; the launchers
+    recognise them as a search's trials (no lock, no parent of their own)."""
+    from sweeper.bookkeeping import LAST, managed
+    from sweeper.search import is_trial_override, trial_env_overrides, trial_of_env
+
+    monkeypatch.setitem(LAST, "managed", False)  # managed() remembers what it saw: undone after the test
+
+    storage, study = "sqlite:////tmp/it's here/optuna.db", "search-0123456789"
+    overrides = trial_env_overrides(storage, study, 7)
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    env = {o.key_or_group.rpartition(".")[2]: o.value() for o in parsed}
+    assert all(o.key_or_group.startswith("hydra.job.env_set.") for o in parsed)
+    assert trial_of_env(env) == {"storage": storage, "study_name": study, "trial_number": 7}
+    assert trial_of_env({}) is None
+    assert [is_trial_override(o) for o in overrides] == [False, False, True]
+    assert managed([["x=1", *overrides]]) and not managed([["x=1"], ["hydra.job.env_set.OTHER=1"]])
