@@ -60,17 +60,10 @@ def _extra_callbacks(cfg: DictConfig) -> list[Callback]:
     return [search.PruningCallback(trial)] if trial is not None else []
 
 
-def sweep_tags(uri: str, experiment: str, cfg: DictConfig | None = None) -> dict[str, str]:
-    """``mlflow.parentRunId`` and ``segsweep.sweep_id`` of the sweep this job belongs to: from
-    ``sweep.parent_run_id`` / ``sweep.id`` in the config (set by the search sweeper), else from the
-    environment segsweep's launcher set up; empty outside a sweep."""
+def sweep_tags(uri: str, experiment: str) -> dict[str, str]:
+    """``mlflow.parentRunId`` and ``segsweep.sweep_id`` of the sweep (or search) this job belongs to,
+    from the environment its launcher (or the search sweeper) set up; empty outside a sweep."""
     tags: dict[str, str] = {}
-    given = (cfg.get("sweep") if cfg is not None else None) or {}
-    if given.get("parent_run_id"):
-        tags["mlflow.parentRunId"] = str(given["parent_run_id"])
-        if given.get("id"):
-            tags[tracking.TAG + "sweep_id"] = str(given["id"])
-        return tags
     if os.environ.get(SWEEP_ID_ENV):
         tags[tracking.TAG + "sweep_id"] = os.environ[SWEEP_ID_ENV]
     try:
@@ -124,7 +117,7 @@ def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         shutil.rmtree(workdir)
     resumable = (previous is not None and previous.info.status != "FINISHED" and not force
                  and (workdir / CHECKPOINT_NAME).exists())
-    running = {**sweep_tags(uri, str(cfg.tracking.experiment), cfg), **_where_tags(workdir)}
+    running = {**sweep_tags(uri, str(cfg.tracking.experiment)), **_where_tags(workdir)}
     if os.environ.get(search.TRIAL_ENV):  # a search trial: linked to its study while it runs
         running[tracking.TAG + "trial"] = os.environ[search.TRIAL_ENV]
     if resumable:

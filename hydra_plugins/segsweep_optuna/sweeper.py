@@ -1,4 +1,4 @@
-"""The ``segsweep_optuna`` Hydra sweeper (thin: the search itself lives in ``_search.py``).
+"""The ``segsweep_optuna`` Hydra sweeper (thin: the search itself lives in ``sweeper/optuna_search.py``).
 
 Hydra imports this module during plugin discovery, so it imports nothing heavy at module level.
 """
