@@ -2,7 +2,7 @@
 GPU slot, or N CPU workers), or in a detached process that outlives the command.
 
 ``python -m sweeper.pool job PAYLOAD RESULT`` runs one pickled job (a pool worker);
-``python -m sweeper.pool detached PAYLOAD`` runs a whole pickled sweep (``launcher.detach=true``).
+``python -m sweeper.pool detached PAYLOAD`` runs a whole pickled sweep (``hydra.launcher.detach=true``).
 """
 
 from __future__ import annotations
