@@ -202,18 +202,21 @@ def test_sampler_is_a_config_group() -> None:
 
 
 @pytest.mark.parametrize("short, entry, options", [
-    ("local", "segsweep_local", {"detach": False, "cell_info": "sweeper.bookkeeping.cell_info"}),
-    ("gpus", "segsweep_pool", {"workers": 2, "gpus_per_job": 1, "cell_info": "sweeper.bookkeeping.cell_info"}),
-    ("slurm", "segsweep_slurm", {"executor": "slurm", "cell_info": "sweeper.slurm.cell_info"}),
+    ("local", "sweep_local", {"detach": False, "cell_info": "sweeper.bookkeeping.cell_info"}),
+    ("gpus", "sweep_pool", {"workers": 2, "gpus_per_job": 1, "cell_info": "sweeper.bookkeeping.cell_info"}),
+    ("slurm", "sweep_slurm", {"executor": "slurm", "cell_info": "sweeper.slurm.cell_info"}),
 ])
 def test_the_launcher_group_of_sweep_py_is_the_short_form_of_the_entries(short: str, entry: str,
                                                                          options: dict) -> None:
-    """`launcher=gpus` selects hydra/launcher=segsweep_pool and sets its options under hydra.launcher;
-    the job's config holds no `launcher` key."""
+    """`launcher=gpus` selects hydra/launcher=sweep_pool (segsweep_pool with segsweep's options under
+    hydra.launcher); the job's config holds no `launcher` key; another hydra/launcher replaces it whole."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("sweep", overrides=[f"launcher={short}"], return_hydra_config=True)
+        basic = compose("sweep", overrides=[f"launcher={short}", "hydra/launcher=basic"], return_hydra_config=True)
     assert cfg.hydra.runtime.choices["hydra/launcher"] == entry
+    assert cfg.hydra.launcher._target_.startswith("hydra_plugins.segsweep_")
     assert {k: cfg.hydra.launcher[k] for k in options} == options
     assert "launcher" not in cfg
+    assert set(basic.hydra.launcher) == {"_target_"}
