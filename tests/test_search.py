@@ -625,8 +625,13 @@ def test_example_with_grid_sampler(hydra_sweep_runner, tmp_path: Path, num_trial
 
 
 def test_multi_objective_is_refused_in_one_line(hydra_sweep_runner, tmp_path: Path) -> None:
-    """Deviation: one objective per study (upstream's multi-objective example does not apply)."""
+    """Deviation: one objective per study (upstream's multi-objective example does not apply): a list
+    of directions is refused by the sweeper's config, another word by the sweeper."""
     sweep, _ = _optuna_sweep(hydra_sweep_runner, tmp_path, "sphere", "hydra.sweeper.direction=[minimize,minimize]")
+    with pytest.raises(Exception, match=r"hydra\.sweeper\.direction=\[minimize,minimize\]"):
+        with sweep:
+            pass
+    sweep, _ = _optuna_sweep(hydra_sweep_runner, tmp_path, "sphere", "hydra.sweeper.direction=both")
     with pytest.raises(Exception, match="use maximize or minimize"):
         with sweep:
             pass
