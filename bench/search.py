@@ -32,9 +32,10 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hydra_plugins.segsweep_optuna._search import Search  # noqa: E402
 from hydra_plugins.segsweep_optuna.config import SegsweepOptunaSweeperConf  # noqa: E402
 from hydra_plugins.segsweep_optuna.sweeper import SegsweepOptunaSweeper  # noqa: E402
+from sweeper.optuna_search import Search  # noqa: E402
+from sweeper.search import TRIAL_ENV  # noqa: E402
 
 N_TRIALS, N_JOBS = 8, 2
 
@@ -49,8 +50,8 @@ class SleepLauncher(Launcher):
         pass
 
     def _one(self, overrides: Sequence[str]) -> JobReturn:
-        kv = dict(o.lstrip("+").split("=", 1) for o in overrides)
-        time.sleep(self.durations[int(kv["optuna.trial_number"])])
+        kv = {k.rpartition(".")[2]: v.strip("'") for k, v in (o.lstrip("+").split("=", 1) for o in overrides)}
+        time.sleep(self.durations[int(kv[TRIAL_ENV])])
         ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
         ret.return_value = {"status": "FINISHED", "value": float(kv["x"]), "run_id": None, "name": "sleep"}
         return ret
@@ -65,10 +66,11 @@ def run_segsweep(durations: Sequence[float], workdir: Path) -> float:
     settings = OmegaConf.to_container(OmegaConf.structured(SegsweepOptunaSweeperConf))
     assert isinstance(settings, dict)
     settings.pop("_target_")
+    settings.pop("defaults")
     settings.update(
         n_trials=N_TRIALS, n_jobs=N_JOBS, storage=f"sqlite:///{workdir / 'async.db'}", mlflow_parent=False
     )
-    settings["sampler"].update(name="random", seed=0)
+    settings["sampler"] = {"name": "random", "seed": 0}
     settings["pruner"].update(name="none")
     sweeper = SegsweepOptunaSweeper(**settings)
     sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(workdir / "async")}}})
@@ -91,7 +93,7 @@ def run_batch_sync(durations: Sequence[float], workdir: Path) -> float:
     launcher = SleepLauncher(durations)
     for _ in range(N_TRIALS // N_JOBS):
         trials = [study.ask(space) for _ in range(N_JOBS)]
-        batch = [[f"x={t.params['x']!r}", f"++optuna.trial_number={t.number}"] for t in trials]
+        batch = [[f"x={t.params['x']!r}", f"++hydra.job.env_set.{TRIAL_ENV}={t.number}"] for t in trials]
         for trial, ret in zip(trials, launcher.launch(batch, 0), strict=True):
             study.tell(trial, ret.return_value["value"])
     return time.perf_counter() - t0

@@ -2,7 +2,7 @@
 GPU slot, or N CPU workers), or in a detached process that outlives the command.
 
 ``python -m sweeper.pool job PAYLOAD RESULT`` runs one pickled job (a pool worker);
-``python -m sweeper.pool detached PAYLOAD`` runs a whole pickled sweep (``launcher.detach=true``).
+``python -m sweeper.pool detached PAYLOAD`` runs a whole pickled sweep (``hydra.launcher.detach=true``).
 """
 
 from __future__ import annotations
@@ -14,23 +14,25 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
-from sweeper import launch as sweep
+from sweeper import bookkeeping as sweep
 from sweeper import shutdown, trust
+from sweeper.errors import UserError
 
 log = logging.getLogger(__name__)
 POOL_DIR = ".pool"
 
 
-def _opts(config: DictConfig) -> DictConfig:
-    return config.get("launcher") or OmegaConf.create({})
+def _opts(launcher: Any) -> dict[str, Any]:
+    """The launcher's own settings (``hydra.launcher.*``: workers, gpus_per_job, detach, cell_info)."""
+    return dict(getattr(launcher, "options", None) or {})
 
 
 def visible_gpus() -> list[str]:
@@ -47,19 +49,19 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(x for x in out.splitlines() if x.startswith("GPU "))]
 
 
-def slots(opts: DictConfig, gpus: Sequence[str] | None = None) -> list[list[str] | None]:
+def slots(opts: Mapping[str, Any], gpus: Sequence[str] | None = None) -> list[list[str] | None]:
     """The pool's slots: GPU id groups of ``gpus_per_job`` (one job each), or ``workers`` CPU slots."""
     gpus = visible_gpus() if gpus is None else list(gpus)
     if gpus:
         per = int(opts.get("gpus_per_job") or 1)
         if per < 1 or per > len(gpus):
-            raise ValueError(f"launcher.gpus_per_job={per} but {len(gpus)} GPU(s) are visible "
+            raise ValueError(f"hydra.launcher.gpus_per_job={per} but {len(gpus)} GPU(s) are visible "
                              f"({','.join(gpus)}): choose 1..{len(gpus)}")
         return [list(gpus[i:i + per]) for i in range(0, len(gpus) - per + 1, per)]
     workers = 1 if opts.get("workers") is None else opts.get("workers")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"launcher.workers={workers}: a pool needs a whole number of workers, at least 1 "
-                         f"(e.g. `launcher.workers=2`)")
+        raise UserError(f"hydra.launcher.workers={workers}: a pool needs a whole number of workers, at least 1 "
+                        f"(e.g. `hydra.launcher.workers=2`)")
     return [None] * workers
 
 
@@ -161,7 +163,8 @@ def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict
                                     start_new_session=True)  # its own group: the launcher stops it in order
             procs[pos] = proc
             code = proc.wait()
-        name = (cells[pos] or {}).get("name", "") if pos < len(cells) else ""
+        name = ((cells[pos] or {}).get("name", "") if pos < len(cells) else "") or \
+            " ".join(filter_overrides(overrides))
         if result.exists():
             results[pos] = trust.read_payload(result)
         else:
@@ -186,9 +189,8 @@ def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict
 
 def _run(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict], sweep_dir: Path,
          configs: Sequence[DictConfig | None] = ()) -> list[JobReturn]:
-    opts = _opts(launcher.config)
-    if str(opts.get("mode", "local")) == "gpus":
-        return _pool(launcher, jobs, cells, sweep_dir, slots(opts))
+    if getattr(launcher, "pool", False):
+        return _pool(launcher, jobs, cells, sweep_dir, slots(_opts(launcher)))
     return _sequential(launcher, jobs, configs)
 
 
@@ -232,15 +234,18 @@ def _detach(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[di
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
-    """The launcher's ``launch``: store, experiments and parent runs first, then the jobs."""
+    """The launcher's ``launch``: with bookkeeping (``cell_info``), store, experiments and parent runs
+    first; then the jobs."""
     setup_globals()
     config = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    opts = _opts(launcher)
     loader = launcher.hydra_context.config_loader
     configs = [loader.load_sweep_config(config, list(o)) for o in job_overrides]
-    cells = [sweep.cell_info(c) for c in configs]
+    describe = sweep.import_function(opts.get("cell_info"), "hydra.launcher.cell_info")
+    cells = [describe(c) if describe is not None else {} for c in configs]
     jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
     if str(_opts(config).get("mode", "local")) == "gpus":
         slots(_opts(config))  # bad pool settings end here, before any run is opened
@@ -248,10 +253,11 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         return _run(launcher, jobs, cells, sweep_dir, configs)
     with sweep.sweep_lock(sweep_dir) as lock_fd:
         parents = sweep.open_parents(config, cells, sweep_dir)
-        sweep.write_manifest(sweep_dir, config, cells, parents)
-        if bool(_opts(config).get("detach", False)):
+        if describe is not None:
+            sweep.write_manifest(sweep_dir, config, cells, parents)
+        if bool(opts.get("detach", False)):
             return _detach(launcher, jobs, cells, parents, sweep_dir, lock_fd)
-        log.info("Launching %d jobs (%s)", len(jobs), _opts(config).get("mode", "local"))
+        log.info("Launching %d jobs (%s)", len(jobs), "pool" if getattr(launcher, "pool", False) else "local")
         return _run_and_close(launcher, jobs, cells, parents, sweep_dir, configs)
 
 

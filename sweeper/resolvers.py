@@ -4,7 +4,7 @@
 own overrides (``<readable overrides>-<sweep id>``), so a re-run of the same command uses the same
 sweep dir and two different sweeps never share one (no timestamps). It is meant for the sweep's own
 config, whose ``hydra.overrides.task`` is the command line; a job's config has the job's overrides,
-so :class:`sweeper.launch.FixSweepDir` resolves the directory once and hands it to the jobs.
+so :class:`sweeper.bookkeeping.FixSweepDir` resolves the directory once and hands it to the jobs.
 """
 
 from __future__ import annotations

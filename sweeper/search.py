@@ -3,6 +3,8 @@
 - ``open_storage`` / ``default_storage``: the study's RDB storage (sqlite next to the MLflow store
   by default; a server DB when trials run on other nodes).
 - ``build_pruner``: pruner from its spec (the sweeper stores the spec in the study, jobs rebuild it).
+- ``trial_env_overrides`` / ``trial_of_env``: a trial's study coordinates, handed to its job
+  through Hydra's ``hydra.job.env_set`` (never through the job's config).
 - ``PruningCallback``: the in-job engine callback that reports the per-epoch metric to the trial
   and stops training when the pruner says so.
 - ``SearchParentRun``: the MLflow parent run of a search (opened again on resume).
@@ -12,33 +14,47 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from engine.callbacks import Callback, StopTraining
 
 PRUNER_ATTR = "segsweep.pruner"
 METRIC_ATTR = "segsweep.metric"
 PRUNED_REASON = "pruned"
 
-try:  # the engine's callback contract (engine/callbacks.py)
-    from engine.callbacks import Callback, StopTraining
-except ImportError:  # pragma: no cover - until engine/callbacks.py lands
+#: a trial's coordinates, in its job's environment (``hydra.job.env_set``: never in the job's config)
+STORAGE_ENV = "SEGSWEEP_OPTUNA_STORAGE"
+STUDY_ENV = "SEGSWEEP_OPTUNA_STUDY"
+TRIAL_ENV = "SEGSWEEP_OPTUNA_TRIAL"
 
-    class Callback:  # type: ignore[no-redef]
-        """No-op engine callback (stand-in for engine.callbacks.Callback)."""
 
-        def on_train_start(self, info: Mapping[str, Any]) -> None: ...
+def trial_env_overrides(storage: str, study_name: str, trial_number: int) -> list[str]:
+    """The Hydra overrides that hand a trial its study coordinates through ``hydra.job.env_set``
+    (Hydra's job metadata: not in the job's config, its overrides or ``override_dirname``)."""
+    values = {STORAGE_ENV: storage, STUDY_ENV: study_name, TRIAL_ENV: str(trial_number)}
+    return [f"++hydra.job.env_set.{key}={quote(value)}" for key, value in values.items()]
 
-        def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None: ...
 
-        def on_train_end(self, metrics: Mapping[str, float]) -> None: ...
+def is_trial_override(override: str) -> bool:
+    """Whether a job override is the trial marker of :func:`trial_env_overrides`."""
+    return str(override).lstrip("+").startswith(f"hydra.job.env_set.{TRIAL_ENV}=")
 
-    class StopTraining(Exception):  # type: ignore[no-redef]
-        """Raised by a callback to stop training early (stand-in for engine.callbacks.StopTraining)."""
 
-        def __init__(self, reason: str) -> None:
-            super().__init__(reason)
-            self.reason = reason
+def trial_of_env(env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """``{"storage", "study_name", "trial_number"}`` of the trial this job is, or None outside a search."""
+    env = os.environ if env is None else env
+    if not env.get(TRIAL_ENV):
+        return None
+    return {"storage": env.get(STORAGE_ENV), "study_name": env.get(STUDY_ENV),
+            "trial_number": int(env[TRIAL_ENV])}
+
+
+def quote(text: str) -> str:
+    """Single-quote a string for Hydra's override grammar."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 # --------------------------------------------------------------------------- storage
@@ -76,6 +92,7 @@ def open_storage(url: str) -> Any:
 
 # --------------------------------------------------------------------------- pruners
 
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp")
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "threshold", "patient", "none")
 
 
@@ -115,7 +132,7 @@ def build_pruner(spec: Mapping[str, Any] | None) -> Any:
 class PruningCallback(Callback):
     """Reports ``metric`` at each epoch to the trial; raises ``StopTraining("pruned")`` when pruned.
 
-    ``cfg`` is the job's ``optuna`` node: ``storage``, ``study_name``, ``trial_number`` and
+    ``cfg`` is :func:`trial_of_env`'s dict: ``storage``, ``study_name``, ``trial_number`` and
     optionally ``metric`` (default: the study's ``segsweep.metric`` attribute, else ``val_mIoU``).
     """
 
@@ -123,7 +140,7 @@ class PruningCallback(Callback):
         missing = [k for k in ("storage", "study_name", "trial_number") if cfg.get(k) is None]
         if missing:
             raise ValueError(
-                f"optuna.{missing[0]} is not set: trials get it from the segsweep_optuna sweeper"
+                f"{missing[0]} of the trial is not set: trials get it from the segsweep_optuna sweeper"
             )
         self.storage_url = str(cfg["storage"])
         self.study_name = str(cfg["study_name"])
@@ -175,72 +192,77 @@ class PruningCallback(Callback):
 
 
 class SearchParentRun:
-    """The MLflow parent run of one search, keyed by tag ``segsweep.sweep_id`` (= the study name)."""
+    """The MLflow parent run of one search, keyed by tag ``segsweep.sweep_id`` (= the study name).
+
+    Every write goes through ``sweeper.tracking`` (its client, experiment and tag helpers).
+    """
 
     def __init__(self, tracking_uri: str, experiment: str, sweep_id: str) -> None:
-        from mlflow.tracking import MlflowClient
+        from sweeper import tracking
 
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.tracking = tracking
+        self.client = tracking.client_for(tracking_uri)
         self.tracking_uri = tracking_uri
         self.sweep_id = sweep_id
-        exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
-        self.run_id = self._find_or_create()
+        self.experiment_id = tracking.ensure_experiment(tracking_uri, experiment)
+        self.run_id, self.resumed = self._find_or_create()
 
-    def _find_or_create(self) -> str:
+    def _find_or_create(self) -> tuple[str, bool]:
+        tag = self.tracking.TAG
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`segsweep.sweep_id` = '{self.sweep_id}' and tags.`segsweep.kind` = 'search'",
+            filter_string=f"tags.`{tag}sweep_id` = '{self.sweep_id}' and tags.`{tag}kind` = 'search'",
             max_results=1,
         )
         if runs:
             run_id = runs[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
-            return run_id
+            return run_id, True
         from sweeper import sweep_record
 
-        tags = {"segsweep.sweep_id": self.sweep_id, "segsweep.kind": "search", "segsweep.source": "segsweep",
-                "segsweep.command": sweep_record.command_line()}
+        tags = {tag + "sweep_id": self.sweep_id, tag + "kind": "search", tag + "source": "segsweep",
+                tag + "command": sweep_record.command_line(), "mlflow.runName": f"search.{self.sweep_id}"}
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"search.{self.sweep_id}")
-        return run.info.run_id
+        return run.info.run_id, False
 
     def log_setup(self, params: Mapping[str, Any]) -> None:
         """Search settings as params (logged once: a resumed search keeps the first values)."""
-        existing = self.client.get_run(self.run_id).data.params
-        todo = {k: str(v)[:6000] for k, v in params.items() if k not in existing}
         from mlflow.entities import Param
 
-        if todo:
-            self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in todo.items()])
+        existing = self.client.get_run(self.run_id).data.params
+        todo = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing]
+        for start in range(0, len(todo), self.tracking.MAX_BATCH):
+            self.client.log_batch(self.run_id, params=todo[start:start + self.tracking.MAX_BATCH])
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set (mutable) tags on the parent run."""
-        for k, v in tags.items():
-            self.client.set_tag(self.run_id, k, str(v)[:5000])
+        self.tracking.set_tags(self.client, self.run_id, {k: str(v)[:5000] for k, v in tags.items()})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         """Log numeric metrics on the parent run."""
-        for k, v in metrics.items():
-            if v is not None and math.isfinite(float(v)):
-                self.client.log_metric(self.run_id, k, float(v), step=step)
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                 if v is not None and math.isfinite(float(v))]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch)
 
     def tag_child(self, run_id: str, trial_number: int) -> None:
         """Make sure a trial's run is a child of this run and carries ``segsweep.trial``."""
-        tags = self.client.get_run(run_id).data.tags
-        if tags.get("mlflow.parentRunId") != self.run_id:
-            self.client.set_tag(run_id, "mlflow.parentRunId", self.run_id)
-        if tags.get("segsweep.trial") != str(trial_number):
-            self.client.set_tag(run_id, "segsweep.trial", str(trial_number))
-        if tags.get("segsweep.sweep_id") != self.sweep_id:
-            self.client.set_tag(run_id, "segsweep.sweep_id", self.sweep_id)
+        tag = self.tracking.TAG
+        want = {"mlflow.parentRunId": self.run_id, tag + "trial": str(trial_number), tag + "sweep_id": self.sweep_id}
+        have = self.client.get_run(run_id).data.tags
+        todo = {k: v for k, v in want.items() if have.get(k) != v}
+        if todo:
+            self.tracking.set_tags(self.client, run_id, todo)
 
-    def find_trial_run(self, study_name: str, trial_number: int) -> str | None:
-        """The run of a trial whose job did not return its run id (e.g. it crashed): by its params."""
+    def find_trial_run(self, trial_number: int) -> str | None:
+        """The run of a trial whose job did not return its run id (e.g. it crashed): by its tags."""
+        tag = self.tracking.TAG
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=(
-                f"params.`optuna.study_name` = '{study_name}' and params.`optuna.trial_number` = '{trial_number}'"
-            ),
+            filter_string=f"tags.`{tag}sweep_id` = '{self.sweep_id}' and tags.`{tag}trial` = '{trial_number}'",
             max_results=1,
         )
         return runs[0].info.run_id if runs else None
@@ -250,7 +272,7 @@ class SearchParentRun:
         self.client.log_artifact(self.run_id, str(path))
 
     def finish(self, status: str = "FINISHED") -> None:
-        """Close the parent run (FINISHED or FAILED), its description the trials' summary table."""
+        """Close the parent run (FINISHED, FAILED or KILLED), its description the trials' summary table."""
         from sweeper import sweep_record
 
         sweep_record.close_record({f"{self.tracking_uri}|": self.run_id}, [])

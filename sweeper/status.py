@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.callbacks import split_metric
-from sweeper.launch import KIND_TAG, MANIFEST
+from sweeper.bookkeeping import KIND_TAG, MANIFEST
 
 SLURM_MANIFEST = "slurm_jobs.json"
 TERMINAL = {"FINISHED", "FAILED", "KILLED"}

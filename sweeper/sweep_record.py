@@ -31,6 +31,8 @@ from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
+#: the cell manifest a launcher writes into the sweep dir (owned here: bookkeeping writes, this reads)
+MANIFEST = "segsweep_cells.json"
 COMMAND_TAG = "segsweep.command"
 NOTE_TAG = "mlflow.note.content"
 SPLITS = ("val", "test")
@@ -215,8 +217,6 @@ def refresh_parents(parents: Mapping[str, str], cells: Sequence[Mapping[str, Any
 def refresh_from_manifest(sweep_dir: Path, statuses: Sequence[str] | None = None) -> bool:
     """Refresh the parents recorded in ``<sweep dir>/segsweep_cells.json`` (written by the launcher);
     False when there is no manifest."""
-    from sweeper.launch import MANIFEST
-
     path = Path(sweep_dir) / MANIFEST
     if not path.is_file():
         return False

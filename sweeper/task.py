@@ -28,7 +28,7 @@ from engine import guards
 from engine.callbacks import Callback, StopTraining
 from engine.checkpoint import CHECKPOINT_NAME
 from engine.train import train, validate_config
-from sweeper import errors, naming, shutdown, slurm, tracking
+from sweeper import errors, naming, placement, search, shutdown, tracking
 
 LAUNCH_DIR_ENV = "SEGSWEEP_LAUNCH_DIR"
 PARENTS_ENV = "SEGSWEEP_PARENT_RUNS"  # JSON {"<uri>|<experiment>": parent run id}, set by the launcher
@@ -152,24 +152,14 @@ def decide(state: JobState) -> Outcome:
 
 
 def _extra_callbacks(cfg: DictConfig) -> list[Callback]:
-    if "optuna" in cfg:
-        from sweeper.search import PruningCallback
-
-        return [PruningCallback(cfg.optuna)]
-    return []
+    trial = search.trial_of_env()  # a search trial: its study coordinates are in the job's environment
+    return [search.PruningCallback(trial)] if trial is not None else []
 
 
-def sweep_tags(uri: str, experiment: str, cfg: DictConfig | None = None) -> dict[str, str]:
-    """``mlflow.parentRunId`` and ``segsweep.sweep_id`` of the sweep this job belongs to: from
-    ``sweep.parent_run_id`` / ``sweep.id`` in the config (set by the search sweeper), else from the
-    environment segsweep's launcher set up; empty outside a sweep."""
+def sweep_tags(uri: str, experiment: str) -> dict[str, str]:
+    """``mlflow.parentRunId`` and ``segsweep.sweep_id`` of the sweep (or search) this job belongs to,
+    from the environment its launcher (or the search sweeper) set up; empty outside a sweep."""
     tags: dict[str, str] = {}
-    given = (cfg.get("sweep") if cfg is not None else None) or {}
-    if given.get("parent_run_id"):
-        tags["mlflow.parentRunId"] = str(given["parent_run_id"])
-        if given.get("id"):
-            tags[tracking.TAG + "sweep_id"] = str(given["id"])
-        return tags
     if os.environ.get(SWEEP_ID_ENV):
         tags[tracking.TAG + "sweep_id"] = os.environ[SWEEP_ID_ENV]
     try:
@@ -185,7 +175,7 @@ def sweep_tags(uri: str, experiment: str, cfg: DictConfig | None = None) -> dict
 def _where_tags(workdir: Path) -> dict[str, str]:
     """Where this attempt runs: work dir, host, GPUs, SLURM job, and a first heartbeat."""
     where = {tracking.TAG + "workdir": str(workdir), tracking.TAG + "host": os.uname().nodename,
-             tracking.HEARTBEAT_TAG: tracking.beat(), **slurm.job_tags()}
+             tracking.HEARTBEAT_TAG: tracking.beat(), **placement.job_tags()}
     if "CUDA_VISIBLE_DEVICES" in os.environ:  # the GPU(s) a pool launcher gave this job
         where[tracking.TAG + "cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
     return where
@@ -228,9 +218,9 @@ def observe(job: Job, previous: Any, holder: str | None) -> JobState:
 
 
 def _running_tags(job: Job) -> dict[str, str]:
-    running = {**sweep_tags(job.uri, str(job.cfg.tracking.experiment), job.cfg), **_where_tags(job.workdir)}
-    if "optuna" in job.cfg:  # a search trial: linked to its study while it runs, not only at the end
-        running[tracking.TAG + "trial"] = str(job.cfg.optuna.trial_number)
+    running = {**sweep_tags(job.uri, str(job.cfg.tracking.experiment)), **_where_tags(job.workdir)}
+    if os.environ.get(search.TRIAL_ENV):  # a search trial: linked to its study while it runs
+        running[tracking.TAG + "trial"] = os.environ[search.TRIAL_ENV]
     return running
 
 

@@ -79,7 +79,7 @@ def test_8_writers_at_once_into_postgres(postgres_store: str, tmp_path: Path):
 
 def _sweep(uri: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "sweep.py"), "-m", "tracking=server", "launcher=gpus",
-                           "launcher.workers=2", "scale=1,2", *FAST, "train.epochs=1",
+                           "hydra.launcher.workers=2", "scale=1,2", *FAST, "train.epochs=1",
                            f"hydra.sweep.dir={cwd / 'sweep'}"],
                           cwd=cwd, capture_output=True, text=True, timeout=600,
                           env=subprocess_env(MLFLOW_TRACKING_URI=uri, CUDA_VISIBLE_DEVICES=""))

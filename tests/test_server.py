@@ -128,7 +128,7 @@ def test_a_pool_sweep_tracked_through_the_server(mlflow_server: str, tmp_path: P
     from tests.conftest import FAST
 
     result = subprocess.run([sys.executable, str(REPO / "sweep.py"), "-m", "tracking=server", "launcher=gpus",
-                             "launcher.workers=2", "scale=1,2", *FAST, "train.epochs=1",
+                             "hydra.launcher.workers=2", "scale=1,2", *FAST, "train.epochs=1",
                              f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, capture_output=True,
                             text=True, timeout=600, env=subprocess_env(MLFLOW_TRACKING_URI=mlflow_server,
                                                                        CUDA_VISIBLE_DEVICES=""))

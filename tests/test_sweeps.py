@@ -185,7 +185,7 @@ def _status(*args: str, cwd: Path, uri: str, timeout: int = 600) -> subprocess.C
 
 def test_detached_sweep_returns_at_once_and_status_follows_it(store: str, tmp_path: Path):
     sweep_dir = tmp_path / "outputs" / "sweeps" / "d"
-    result = _sweep("-m", "lr=1e-3,1e30", *ONE_EPOCH, "launcher.detach=true", f"hydra.sweep.dir={sweep_dir}",
+    result = _sweep("-m", "lr=1e-3,1e30", *ONE_EPOCH, "hydra.launcher.detach=true", f"hydra.sweep.dir={sweep_dir}",
                     cwd=tmp_path, uri=store)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "detached: 2 jobs run in process" in result.stdout
@@ -222,11 +222,11 @@ def test_a_bad_cell_fails_the_sweep_before_any_job_with_either_launcher(store: s
 def test_segsweep_basic_validates_only_for_launchers_that_do_not_compose_first():
     from types import SimpleNamespace
 
-    from hydra_plugins.segsweep_pool import SegsweepLauncher
+    from hydra_plugins.segsweep_pool import SegsweepLocalLauncher
     from hydra_plugins.segsweep_pool.sweeper import SegsweepBasicSweeper
 
     sweeper = SegsweepBasicSweeper(max_batch_size=None)
-    sweeper.launcher, sweeper.config = SegsweepLauncher(), None
+    sweeper.launcher, sweeper.config = SegsweepLocalLauncher(), None
     sweeper.validate_batch_is_legal([["backbone=dense30k99"]])  # left to the launcher: no loader needed
     sweeper.launcher = SimpleNamespace()
     sweeper.hydra_context = SimpleNamespace(config_loader=None)
@@ -246,7 +246,7 @@ def test_the_sweep_dir_derives_from_the_sweep_and_one_runs_at_a_time(store: str,
     assert _sweep(*args, cwd=tmp_path, uri=store).returncode == 0
     assert list((tmp_path / "out" / "sweeps").iterdir()) == [sweep_dir]
 
-    other = ["-m", "seed=7", *ONE_EPOCH, f"output_root={tmp_path / 'out'}", "launcher.detach=true"]
+    other = ["-m", "seed=7", *ONE_EPOCH, f"output_root={tmp_path / 'out'}", "hydra.launcher.detach=true"]
     detached = _sweep(*other, cwd=tmp_path, uri=store)
     assert detached.returncode == 0 and "detached: 1 jobs" in detached.stdout, detached.stderr[-3000:]
     again = _sweep(*other, cwd=tmp_path, uri=store)  # while the detached process holds the sweep
@@ -268,7 +268,7 @@ def test_sweep_dirname_is_stable_readable_and_ignores_launch_details():
 
     a = sweep_dirname(["backbone=dense30k36,dense30k48", "scale=12,16,20"])
     assert a == f"backbone=dense30k36,dense30k48_scale=12,16,20-{sweep_id_of(['scale=12,16,20', 'backbone=dense30k36,dense30k48'])}"
-    assert sweep_dirname(["scale=12,16,20", "backbone=dense30k36,dense30k48", "launcher.detach=true",
+    assert sweep_dirname(["scale=12,16,20", "backbone=dense30k36,dense30k48", "hydra.launcher.detach=true",
                           "hydra.verbose=true", "+force=true"]) == a
     assert sweep_dirname(["scale=12,16"]) != sweep_dirname(["scale=12,16,20"])
     assert sweep_dirname([]).startswith("defaults-")

@@ -92,7 +92,7 @@ def test_result_value_reads_the_objective_the_run_names(store: tuple[MlflowClien
 def test_sweep_summary_shows_each_seed_and_the_split_of_its_score():
     from hydra.core.utils import JobReturn, JobStatus
 
-    from sweeper.launch import summary
+    from sweeper.bookkeeping import summary
 
     def ret(seed: int, value: float) -> JobReturn:
         job = JobReturn(status=JobStatus.COMPLETED)

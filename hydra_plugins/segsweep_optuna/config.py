@@ -1,14 +1,18 @@
-"""Structured config of the ``segsweep_optuna`` sweeper, registered as ``hydra/sweeper=segsweep_optuna``."""
+"""Structured configs of the ``segsweep_optuna`` sweeper: ``hydra/sweeper=segsweep_optuna`` and its
+sampler group ``hydra/sweeper/sampler={tpe,random,grid,cmaes,gp}`` (as hydra-optuna-sweeper's)."""
 
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from sweeper.search import SAMPLERS
 
 
 @dataclass
 class SamplerConf:
-    """``name``: tpe (default) | random | grid | cmaes | gp. ``kwargs`` go to the Optuna sampler."""
+    """One entry of ``hydra/sweeper/sampler``; ``kwargs`` go to the Optuna sampler."""
 
     name: str = "tpe"
     seed: int | None = 0
@@ -32,10 +36,12 @@ class PrunerConf:
 @dataclass
 class SegsweepOptunaSweeperConf:
     _target_: str = "hydra_plugins.segsweep_optuna.sweeper.SegsweepOptunaSweeper"
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])
     direction: str = "maximize"
     # The intermediate metric each trial reports per epoch (pruning); the objective is the job's value.
     metric: str = "val_mIoU"
-    # null: "search-<hash of the search space and fixed overrides>", so the same command resumes.
+    # null: "search-<hash of the app, its config, the fixed overrides, space, direction, metric and
+    # sampler>", so the same command resumes its study and any other command starts its own.
     study_name: str | None = None
     # null: sqlite file "optuna.db" next to the MLflow sqlite store (or in the launch dir).
     storage: str | None = None
@@ -44,17 +50,21 @@ class SegsweepOptunaSweeperConf:
     n_jobs: int = 1  # trials in flight at once (asynchronous: a new one starts when one ends)
     # Stop starting trials once more than max_failure_rate * n_trials trials have failed.
     max_failure_rate: float = 0.5
-    sampler: SamplerConf = field(default_factory=SamplerConf)
+    # A sampled float (without a step) is rounded to this many significant digits before its trial
+    # runs, and the trial trains exactly that value (lr=0.00161, not 0.001605191...); null: as sampled.
+    float_digits: int | None = 3
+    sampler: SamplerConf = MISSING
     pruner: PrunerConf = field(default_factory=PrunerConf)
     # Search space: key -> override grammar (choice(...), range(...), interval(...), tag(log, ...)).
     params: dict[str, str] | None = None
-    # Open an MLflow parent run for the search (tracking.uri / tracking.experiment of the config).
+    # The MLflow parent run of the search: its store and experiment. null: taken from the launcher's
+    # cell_info (segsweep's sweep.py: tracking.uri / tracking.experiment), else no parent run.
+    tracking_uri: str | None = None
+    experiment: str | None = None
     mlflow_parent: bool = True
 
 
-ConfigStore.instance().store(
-    group="hydra/sweeper",
-    name="segsweep_optuna",
-    node=SegsweepOptunaSweeperConf,
-    provider="segsweep",
-)
+_STORE = ConfigStore.instance()
+_STORE.store(group="hydra/sweeper", name="segsweep_optuna", node=SegsweepOptunaSweeperConf, provider="segsweep")
+for _name in SAMPLERS:
+    _STORE.store(group="hydra/sweeper/sampler", name=_name, node=SamplerConf(name=_name), provider="segsweep")

@@ -1,4 +1,4 @@
-"""The ``segsweep_optuna`` Hydra sweeper (thin: the search itself lives in ``_search.py``).
+"""The ``segsweep_optuna`` Hydra sweeper (thin: the search itself lives in ``sweeper/optuna_search.py``).
 
 Hydra imports this module during plugin discovery, so it imports nothing heavy at module level.
 """
@@ -40,7 +40,7 @@ class SegsweepOptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         """Run (or resume) the study; returns the optimization results dict."""
-        from ._search import Search, SearchError
+        from sweeper.optuna_search import Search, SearchError
 
         try:
             return Search(self, arguments).run()

@@ -1,12 +1,15 @@
-"""segsweep's SLURM launcher for Hydra (``launcher=slurm``, conf/launcher/slurm.yaml).
+"""segsweep's SLURM launcher for Hydra: ``hydra/launcher=segsweep_slurm`` (``launcher=slurm`` for sweep.py).
 
-On top of hydra-submitit-launcher's ``submitit_slurm`` it
+On top of hydra-submitit-launcher's ``submitit_slurm`` (all its ``hydra.launcher.*`` options) it
 
 - submits one ``sbatch`` array per batch, leaving out cells that already have a FINISHED run
-  (``launcher.cell_info``: a function cfg -> dict, see ``sweeper.slurm.cell_info``);
+  (``hydra.launcher.cell_info``: a function cfg -> dict, see ``sweeper.slurm.cell_info``; null for
+  an app of its own: nothing of its config is read);
 - writes ``<sweep dir>/slurm_jobs.json`` (cell -> SLURM job id, log paths) for ``status``;
-- returns right after submission when ``launcher.detach=true`` (fire and forget);
-- warns when the tracking URI is sqlite (fine only while every job shares this machine's disk).
+- returns right after submission when ``hydra.launcher.detach=true`` (fire and forget);
+- warns when the tracking URI is sqlite (fine only while every job shares this machine's disk);
+- runs the same submission on submitit's local executor with ``hydra.launcher.executor=local``
+  (tests, a machine without SLURM).
 
 Requeue on preemption/time limit is the inherited ``checkpoint()``: it returns a
 ``DelayedSubmission`` of the same job, which resumes from its checkpoint into the same MLflow run.
@@ -14,42 +17,46 @@ Hydra instantiates launchers only from ``hydra_plugins``, hence the class lives 
 imports light (Hydra imports this package during plugin discovery).
 """
 
-from __future__ import annotations
 
-import importlib
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import DictConfig, OmegaConf
 
+from sweeper.bookkeeping import import_function
 from sweeper.slurm import write_manifest
 
 log = logging.getLogger(__name__)
 
-
-def _launcher_opts(cfg: DictConfig) -> DictConfig:
-    return cfg.get("launcher") or OmegaConf.create({})
-
-
-def _tracking_uri(cfg: DictConfig) -> str:
-    try:
-        from sweeper.tracking import tracking_uri
-
-        return tracking_uri(cfg)
-    except Exception:  # noqa: BLE001 - no tracking group: nothing to warn about
-        return str(OmegaConf.select(cfg, "tracking.uri", default="") or "")
+#: segsweep's own options (everything else under hydra.launcher goes to submitit / sbatch)
+OWN_OPTIONS = ("detach", "cell_info", "executor")
 
 
-def warn_if_sqlite(cfg: DictConfig) -> bool:
+@dataclass
+class SegsweepSlurmLauncherConf(SlurmQueueConf):
+    """``hydra/launcher=segsweep_slurm``: submitit_slurm's options plus segsweep's own."""
+
+    _target_: str = "hydra_plugins.segsweep_slurm.SegsweepSlurmLauncher"
+    #: true: return right after sbatch (fire and forget)
+    detach: bool = False
+    #: dotted function composed job config -> cell dict (sweeper.slurm.cell_info for sweep.py); null: none
+    cell_info: str | None = None
+    #: submitit executor: slurm, or local (the same submission as local processes: tests, no cluster)
+    executor: str = "slurm"
+
+
+def warn_if_sqlite(cells: Sequence[Mapping[str, Any]]) -> bool:
     """Warn (and return True) when SLURM jobs would write to a sqlite tracking store."""
-    uri = _tracking_uri(cfg)
+    uri = next((str(c["uri"]) for c in cells if c.get("uri")), "")
     if not uri.startswith("sqlite:"):
         return False
     log.warning("tracking.uri is %s: sqlite works only while every SLURM job runs on this machine's "
@@ -58,23 +65,18 @@ def warn_if_sqlite(cfg: DictConfig) -> bool:
     return True
 
 
-def _import(dotted: str) -> Callable[[DictConfig], Any]:
-    module, _, name = dotted.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise ValueError(f"launcher.cell_info={dotted!r} cannot be imported ({error}): give the dotted path "
-                         f"of a function cfg -> dict (sweeper.slurm.cell_info), or null") from error
-
-
 class SegsweepSlurmLauncher(SlurmLauncher):
     """hydra-submitit-launcher's SLURM launcher plus skip-finished, manifest, detach, sqlite warning."""
+
+    def __init__(self, **params: Any) -> None:
+        self.options = {key: params.pop(key, None) for key in OWN_OPTIONS}
+        super().__init__(**params)
 
     def _cell_config(self, overrides: Sequence[str]) -> DictConfig:
         assert self.hydra_context is not None and self.config is not None
         return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
 
-    def _info(self, overrides: Sequence[str], cell_info: Callable[[DictConfig], Any] | None) -> dict:
+    def _info(self, overrides: Sequence[str], cell_info: Any) -> dict:
         return dict(cell_info(self._cell_config(overrides)) or {}) if cell_info is not None else {}
 
     def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
@@ -94,26 +96,27 @@ class SegsweepSlurmLauncher(SlurmLauncher):
         import submitit
 
         params = dict(self.params)
-        executor = submitit.AutoExecutor(cluster="slurm", folder=params.pop("submitit_folder"),
+        cluster = str(self.options.get("executor") or "slurm")
+        executor = submitit.AutoExecutor(cluster=cluster, folder=params.pop("submitit_folder"),
                                          slurm_max_num_timeout=params.pop("max_num_timeout", 0))
         base = set(OmegaConf.structured(BaseQueueConf).keys())
         executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
         return executor
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        """Submit the unfinished cells as one array; wait for them unless ``launcher.detach``."""
+        """Submit the unfinished cells as one array; wait for them unless ``hydra.launcher.detach``."""
         assert self.config is not None
-        opts = _launcher_opts(self.config)
-        warn_if_sqlite(self.config)
-        cell_info = _import(str(opts.cell_info)) if opts.get("cell_info") else None
+        cell_info = import_function(self.options.get("cell_info"), "hydra.launcher.cell_info")
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
 
-        from sweeper.launch import close_parents, managed, open_parents, report
+        from sweeper.bookkeeping import close_parents, managed, open_parents, report
 
-        detach = bool(opts.get("detach", False))
+        detach = bool(self.options.get("detach"))
         infos = [(idx, list(overrides), self._info(overrides, cell_info))
                  for idx, overrides in enumerate(job_overrides, start=initial_job_idx)]
+        if self.options.get("executor", "slurm") == "slurm":
+            warn_if_sqlite([info for _, _, info in infos])
         # the sweep's MLflow parent run (jobs find it in the environment sbatch exports to them)
         parents = {} if managed(job_overrides) else open_parents(
             self.config, [info for _, _, info in infos if info.get("experiment_id")], sweep_dir)
@@ -143,7 +146,7 @@ class SegsweepSlurmLauncher(SlurmLauncher):
         for idx, overrides, _ in todo:
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
             params.append((overrides, "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
-        if shutil.which("sbatch") is None:
+        if self.options.get("executor", "slurm") == "slurm" and shutil.which("sbatch") is None:
             raise RuntimeError("launcher=slurm needs SLURM's sbatch on PATH: run on a cluster login node, or "
                                "start the local cluster (scripts/local-slurm-start.sh, see docs/slurm.md)")
         try:
@@ -159,7 +162,7 @@ class SegsweepSlurmLauncher(SlurmLauncher):
         array = jobs[0].job_id.split("_")[0]
         log.info("submitted %d cells as SLURM array %s (%s)", len(jobs), array, manifest)
         if detach:
-            log.info("launcher.detach=true: not waiting; follow with `python -m sweeper status` or "
+            log.info("hydra.launcher.detach=true: not waiting; follow with `python -m sweeper status` or "
                      "`sacct -j %s`", array)
             return {idx: _return(overrides, "SUBMITTED", info, slurm_job_id=job.job_id)
                     for (idx, overrides, info), job in zip(todo, jobs, strict=True)}
@@ -171,3 +174,7 @@ def _return(overrides: Sequence[str], status: str, info: dict, run_id: str | Non
     ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
     ret.return_value = {"status": status, "name": info.get("name", ""), "run_id": run_id, "value": None, **extra}
     return ret
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="segsweep_slurm", node=SegsweepSlurmLauncherConf,
+                             provider="segsweep")

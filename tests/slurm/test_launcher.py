@@ -87,7 +87,7 @@ def test_finished_cells_are_not_submitted(slurm_cluster: SlurmCluster, slurm_tmp
 
 
 def test_detach_returns_after_submission(slurm_cluster: SlurmCluster, slurm_tmp: Path) -> None:
-    out = run_app(slurm_tmp, slurm_cluster, "x=1,2", "epochs=3", "sleep_s=2", "launcher.detach=true")
+    out = run_app(slurm_tmp, slurm_cluster, "x=1,2", "epochs=3", "sleep_s=2", "hydra.launcher.detach=true")
     assert "launcher.detach=true: not waiting" in out
     assert not any((slurm_tmp / "out" / f"x{x}" / "done").exists() for x in (1, 2))
     ids = [c["slurm_job_id"] for c in read_manifest(slurm_tmp / "multirun")]
@@ -97,7 +97,7 @@ def test_detach_returns_after_submission(slurm_cluster: SlurmCluster, slurm_tmp:
 
 
 def _requeue_and_check(slurm_cluster: SlurmCluster, slurm_tmp: Path, how: list[str]) -> list[list[str]]:
-    run_app(slurm_tmp, slurm_cluster, "x=5", "epochs=5", "sleep_s=1.5", "launcher.detach=true")
+    run_app(slurm_tmp, slurm_cluster, "x=5", "epochs=5", "sleep_s=1.5", "hydra.launcher.detach=true")
     (job_id,) = [c["slurm_job_id"] for c in read_manifest(slurm_tmp / "multirun")]
     wait_until(lambda: len(epochs(slurm_tmp, 5)) >= 1, what="the first epoch")
     subprocess.run([*how, job_id], check=True, capture_output=True, text=True)
@@ -126,7 +126,7 @@ def test_preemption_signal_checkpoints_and_requeues(slurm_cluster: SlurmCluster,
 def test_time_limit_signal_requeues_until_done(slurm_cluster: SlurmCluster, slurm_tmp: Path) -> None:
     # a real --time=1 limit: SLURM itself sends USR2 signal_delay_s (40 s) before it, i.e. ~20 s in;
     # each attempt checkpoints, requeues (max_num_timeout=3) and the next resumes after the last epoch
-    run_app(slurm_tmp, slurm_cluster, "x=7", "epochs=30", "sleep_s=1", "launcher.detach=true",
+    run_app(slurm_tmp, slurm_cluster, "x=7", "epochs=30", "sleep_s=1", "hydra.launcher.detach=true",
             "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=40")
     (job_id,) = [c["slurm_job_id"] for c in read_manifest(slurm_tmp / "multirun")]
     end = time.monotonic() + 240

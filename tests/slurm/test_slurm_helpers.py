@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sweeper.slurm import _expand, job_tags, read_manifest, write_manifest
+from sweeper.placement import job_tags
+from sweeper.slurm import _expand, read_manifest, write_manifest
 
 
 def test_pending_array_ids_expand() -> None:

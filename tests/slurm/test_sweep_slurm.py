@@ -89,7 +89,7 @@ def test_scontrol_requeue_resumes_into_the_same_run(slurm_cluster: SlurmCluster,
     # epochs long enough that the job is still training when SLURM kills it (KillWait=5 s after SIGTERM,
     # which submitit ignores): the requeued job must resume, not find a FINISHED run
     longer = ["train.epochs=8", "train.max_steps_per_epoch=16", "dataset.num_train=64", "dataset.image_size=64",
-              "dataset.crop_size=64", "launcher.detach=true"]
+              "dataset.crop_size=64", "hydra.launcher.detach=true"]
     sweep(slurm_tmp, slurm_cluster, *longer)
     (cell,) = read_manifest(slurm_tmp / "sweep")
     client = MlflowClient(f"sqlite:///{slurm_tmp / 'mlflow.db'}")
@@ -116,7 +116,7 @@ def test_scontrol_requeue_resumes_into_the_same_run(slurm_cluster: SlurmCluster,
 
 
 def test_detach_then_status_shows_cells_finish(slurm_cluster: SlurmCluster, slurm_tmp: Path) -> None:
-    out = sweep(slurm_tmp, slurm_cluster, "scale=1,2", "train.epochs=3", "launcher.detach=true")
+    out = sweep(slurm_tmp, slurm_cluster, "scale=1,2", "train.epochs=3", "hydra.launcher.detach=true")
     assert "launcher.detach=true: not waiting" in out
     first = sweep_status(slurm_tmp / "sweep")
     assert len(first) == 2 and all(r["slurm_job_id"] for r in first)

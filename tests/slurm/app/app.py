@@ -19,9 +19,11 @@ def cell_dir(cfg: DictConfig) -> Path:
 
 
 def cell_info(cfg: DictConfig) -> dict:
-    """The launcher's cell_info: a cell with a done marker is finished."""
+    """The launcher's cell_info (``hydra.launcher.cell_info``): a cell with a done marker is finished;
+    its (unused) sqlite store makes the launcher warn as it would for segsweep's runs."""
     done = cell_dir(cfg) / "done"
-    return {"name": f"x{cfg.x}", **({"finished_run_id": str(done)} if done.exists() else {})}
+    return {"name": f"x{cfg.x}", "uri": "sqlite:///app-unused.db",
+            **({"finished_run_id": str(done)} if done.exists() else {})}
 
 
 @hydra.main(version_base=None, config_path="conf", config_name="app")

@@ -1,21 +1,25 @@
-"""The sweep around the jobs: one MLflow parent run per sweep, a cell manifest, the summary table.
+"""The sweep's bookkeeping around the jobs: the sweep lock, one MLflow parent run per sweep, the
+cell manifest, the summary table.
 
-Used by segsweep's launcher (``hydra_plugins.segsweep_pool``): before any job starts it creates the
-store and experiments, opens (or re-opens, on a re-run) the parent run and writes
-``<sweep dir>/segsweep_cells.json``; the jobs find their parent through the environment
-(``sweeper.task.sweep_tags``); at the end the summary table is printed and :class:`SweepSummary`
-makes the command exit non-zero when a job failed.
+Used by segsweep's launchers (``hydra_plugins.segsweep_pool``, ``hydra_plugins.segsweep_slurm``):
+with ``hydra.launcher.cell_info`` set (segsweep's ``launcher=`` group sets :func:`cell_info`), before
+any job starts they create the store and experiments, open (or re-open, on a re-run) the parent run
+and write ``<sweep dir>/segsweep_cells.json``; the jobs find their parent through the environment
+(``sweeper.task.sweep_tags``). Without it (any other Hydra app) nothing of the app's config is read.
+At the end the summary table is printed and :class:`SweepSummary` makes the command exit non-zero
+when a job failed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,7 @@ from sweeper.resolvers import own_overrides, sweep_id_of
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "segsweep_cells.json"
+MANIFEST = sweep_record.MANIFEST
 KIND_TAG = "segsweep.kind"
 #: returns of the last sweep launched in this process (read by SweepSummary)
 LAST: dict[str, Any] = {"returns": [], "detached": False, "managed": False}
@@ -38,10 +42,24 @@ def sweep_overrides(config: DictConfig) -> list[str]:
     return own_overrides(OmegaConf.select(config, "hydra.overrides.task", default=None))
 
 
+def import_function(dotted: str | None, option: str) -> Callable[[DictConfig], Any] | None:
+    """The function a launcher option names by its dotted path (None for null)."""
+    if not dotted:
+        return None
+    module, _, name = str(dotted).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ValueError(f"{option}={dotted!r} cannot be imported ({error}): give the dotted path of a "
+                         f"function cfg -> dict (sweeper.bookkeeping.cell_info), or null") from error
+
+
 def managed(job_overrides: Sequence[Sequence[str]]) -> bool:
-    """Whether the jobs belong to a sweep opened elsewhere (a search's trials carry
-    ``sweep.parent_run_id``): then the launcher opens no parent and prints no summary."""
-    found = any(o.lstrip("+").startswith("sweep.parent_run_id=") for job in job_overrides for o in job)
+    """Whether the jobs are trials of a search (they carry ``sweeper.search.TRIAL_ENV`` in
+    ``hydra.job.env_set``): the search holds the lock and owns the parent run and summary."""
+    from sweeper.search import is_trial_override
+
+    found = any(is_trial_override(o) for job in job_overrides for o in job)
     LAST["managed"] = LAST["managed"] or found
     return found
 
@@ -108,6 +126,8 @@ def open_parents(config: DictConfig, cells: Sequence[Mapping[str, Any]], sweep_d
     from sweeper import tracking
     from sweeper.task import PARENTS_ENV, SWEEP_ID_ENV
 
+    if not any(cells):  # no bookkeeping (not segsweep's app): no store, no environment
+        return {}
     sid, name = sweep_id(config), sweep_name(config)
     parents: dict[str, str] = {}
     for cell in cells:
@@ -178,13 +198,23 @@ def summary(returns: Sequence[JobReturn], cells: Sequence[Mapping[str, Any]] = (
         counts[status] = counts.get(status, 0) + 1
         name = res.get("name") or (cells[i].get("name") if i < len(cells) and cells[i] else "") or \
             " ".join(ret.overrides or [])
-        value = res.get("value")
         note = res.get("error") or res.get("reason") or ""
-        seed = res.get("seed", cells[i].get("seed", "") if i < len(cells) and cells[i] else "")
-        score = "" if value is None else f"{value:.2f}" + (f" ({res['split']})" if res.get("split") else "")
+        value, seed = res.get("value"), res.get("seed", cells[i].get("seed", "") if i < len(cells) and cells[i] else "")
+        score = format_value(value) + (f" ({res['split']})" if res.get("split") and value is not None else "")
         rows.append([i, status, name, seed, res.get("run_id") or "", score, note])
-    table = tabulate(rows, headers=["job", "status", "name", "seed", "run id", "mIoU", "note"])
+    value_header = "mIoU" if any(cells) else "value"  # segsweep's jobs return their final mIoU (its split)
+    table = tabulate(rows, headers=["job", "status", "name", "seed", "run id", value_header, "note"])
     return table + "\n" + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+
+
+def format_value(value: Any) -> str:
+    """A job's value in the summary: numbers with two decimals, anything else as text (one line)."""
+    if value is None:
+        return ""
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return f"{value:.2f}"
+    text = str(value).strip().splitlines()
+    return (text[0][:60] + (" ..." if len(text) > 1 or len(text[0]) > 60 else "")) if text else ""
 
 
 def report(returns: Sequence[JobReturn], cells: Sequence[Mapping[str, Any]] = (), detached: bool = False) -> None:

@@ -31,6 +31,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from sweeper.search import quote
+
 
 class SearchSpaceError(ValueError):
     """A search-space entry that the sweeper cannot turn into an Optuna distribution."""
@@ -120,20 +122,21 @@ def parse_search_space(params: Mapping[str, Any] | None, arguments: Sequence[str
     parser = OverridesParser.create()
     entries: dict[str, str] = {}
     for key, val in (params or {}).items():
-        entries[str(key)] = f"{key}={val}"
+        entries[str(key).lstrip("+~")] = f"{key}={val}"
     for arg in arguments:
         ov = parser.parse_override(arg)
-        entries[ov.get_key_element()] = arg
+        entries[ov.get_key_element().lstrip("+~")] = arg
     space = SearchSpace()
-    for key, text in entries.items():
+    for text in entries.values():
         try:
             override = parser.parse_override(text)
         except Exception as e:  # Hydra's grammar errors are verbose; keep ours short
             raise SearchSpaceError(f"cannot parse search entry {text!r}: {e}") from e
         if override.is_sweep_override():
-            space.distributions[key] = distribution_from_override(override)
-        else:
-            space.fixed.append(f"{key}={override.get_value_element_as_str()}")
+            # the key keeps its + / ++: a sampled key the config lacks stays addable
+            space.distributions[override.get_key_element()] = distribution_from_override(override)
+        else:  # as given: +key=..., ~key and quoting kept
+            space.fixed.append(text)
     return space
 
 
@@ -153,11 +156,6 @@ def format_value(value: Any) -> str:
     except Exception:
         pass
     return quote(text)
-
-
-def quote(text: str) -> str:
-    """Single-quote a string for Hydra's override grammar."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def trial_overrides(params: Mapping[str, Any]) -> list[str]:

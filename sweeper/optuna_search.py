@@ -1,4 +1,10 @@
-"""The search loop: Optuna ask/tell around Hydra's launcher, n_jobs trials in flight at once."""
+"""The search loop of the ``segsweep_optuna`` sweeper: Optuna ask/tell around Hydra's launcher,
+n_jobs trials in flight at once, the study resumed by the same command.
+
+A trial's study coordinates reach its job through ``hydra.job.env_set`` (``sweeper.search``), never
+through the job's config or overrides; a sampled float is rounded to ``float_digits`` significant
+digits before the trial runs, so the trial trains (and its run's name holds) exactly that value.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import hashlib
 import json
 import logging
 import math
+import os
+import sys
 import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -18,23 +26,49 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 from optuna.trial import Trial, TrialState
 
+from sweeper.bookkeeping import sweep_lock
 from sweeper.search import (
     METRIC_ATTR,
     PRUNER_ATTR,
+    SAMPLERS,
     SearchParentRun,
     build_pruner,
     default_storage,
     open_storage,
     resolve_sqlite_uri,
+    trial_env_overrides,
 )
-
-from ._space import SearchSpace, grid_search_space, parse_search_space, quote, trial_overrides
+from sweeper.search_space import SearchSpace, grid_search_space, parse_search_space, trial_overrides
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED_ATTR = "segsweep.interrupted"
 OBJECTIVE_METRIC = "final_val_mIoU"  # read from MLflow when a SKIPPED job returns no value
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp")
+PARAMS_ATTR = "segsweep.params"  # the values a trial trained (its sampled floats rounded)
+
+
+def runs_in_process(launcher: Any) -> bool:
+    """Whether the launcher runs its jobs in this process, one at a time (trials cannot overlap)."""
+    return type(launcher).__name__ == "BasicLauncher" or getattr(launcher, "pool", True) is False
+
+
+def round_sampled(value: Any, dist: Any, digits: int | None) -> Any:
+    """A sampled float rounded to ``digits`` significant digits (kept inside the distribution's
+    bounds); other values, stepped floats and ``digits=None`` unchanged."""
+    if digits is None or not isinstance(value, float) or not isinstance(dist, optuna.distributions.FloatDistribution):
+        return value
+    if dist.step is not None or value == 0 or not math.isfinite(value):
+        return value
+    rounded = float(f"{value:.{int(digits)}g}")
+    return min(max(rounded, dist.low), dist.high)
+
+
+def _pop_dotted(data: dict[str, Any], key: str) -> None:
+    head, _, rest = key.partition(".")
+    if rest and isinstance(data.get(head), dict):
+        _pop_dotted(data[head], rest)
+    elif not rest:
+        data.pop(head, None)
 
 
 class SearchError(RuntimeError):
@@ -135,18 +169,17 @@ class Search:
                 "segsweep_optuna: nothing to search; give hydra.sweeper.params (a search/ config) or "
                 "sweep overrides such as lr='tag(log, interval(1e-4, 1e-1))'"
             )
-        self.tracking_uri, self.experiment = self._tracking()
+        options = dict(getattr(sweeper.launcher, "options", None) or {})
+        if options.get("detach"):
+            raise ValueError("hydra.launcher.detach=true cannot drive a search (trials must report back): drop it")
+        self.tracking_uri, self.experiment = self._tracking(options.get("cell_info"))
         self.storage_url = resolve_sqlite_uri(self.s.get("storage") or default_storage(self.tracking_uri))
         self.study_name = self.s.get("study_name") or self._default_study_name()
         self.n_jobs = int(self.s.get("n_jobs") or 1)
-        if type(sweeper.launcher).__name__ == "BasicLauncher" and self.n_jobs > 1:
-            log.warning(
-                "The basic launcher runs jobs in this process, one at a time: n_jobs=%d -> 1", self.n_jobs
-            )
+        if runs_in_process(sweeper.launcher) and self.n_jobs > 1:
+            log.warning("%s runs jobs in this process, one at a time: n_jobs=%d -> 1",
+                        type(sweeper.launcher).__name__, self.n_jobs)
             self.n_jobs = 1
-        launcher_cfg = self.cfg.get("launcher") if self.cfg is not None else None
-        if launcher_cfg is not None and launcher_cfg.get("detach"):
-            raise ValueError("launcher.detach=true cannot drive a search (trials must report back): drop it")
         self.parent: SearchParentRun | None = None
         self.grid_done = False
 
@@ -166,24 +199,59 @@ class Search:
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"hydra.sweeper.max_failure_rate={rate}: give a fraction in [0, 1]")
 
-    def _tracking(self) -> tuple[str | None, str]:
-        tracking = self.cfg.get("tracking") if self.cfg is not None else None
-        uri = tracking.get("uri") if tracking is not None else None
-        experiment = tracking.get("experiment") if tracking is not None else None
-        uri = resolve_sqlite_uri(str(uri)) if uri else None
-        return uri, str(experiment or "Default")
+    def _tracking(self, cell_info: str | None) -> tuple[str | None, str]:
+        """The parent run's store and experiment: ``hydra.sweeper.tracking_uri`` / ``experiment``,
+        else what the launcher's ``cell_info`` says of the search's base config (segsweep's sweep.py),
+        else none (an app of its own: nothing of its config is read)."""
+        uri, experiment = self.s.get("tracking_uri"), self.s.get("experiment")
+        if not uri and not experiment and cell_info and self.cfg is not None:
+            from sweeper.bookkeeping import import_function
+
+            describe = import_function(cell_info, "hydra.launcher.cell_info")
+            assert describe is not None
+            cell = describe(self._base_config())
+            uri, experiment = cell.get("uri"), cell.get("experiment")
+        if not experiment and not uri:
+            return None, "Default"
+        from sweeper.tracking import resolve_uri
+
+        return resolve_uri(str(uri) if uri else None), str(experiment or "Default")
+
+    def _base_config(self) -> Any:
+        """The job config every trial shares: the sweep's config with the fixed overrides (cached)."""
+        assert self.cfg is not None and self.sw.hydra_context is not None
+        if getattr(self, "_base", None) is None:
+            self._base = self.sw.hydra_context.config_loader.load_sweep_config(self.cfg, list(self.space.fixed))
+        return self._base
 
     def _default_study_name(self) -> str:
+        """``search-<hash>`` of everything that changes the objective: the app (its job name and its
+        config with the fixed overrides, sampled keys left out), the space, direction, metric and sampler."""
         key = json.dumps(
             {
+                "app": self._app_identity(),
                 "space": self.space.describe(),
                 "fixed": sorted(self.space.fixed),
                 "direction": self.s.get("direction"),
-                "sampler": self.s.get("sampler", {}).get("name"),
+                "metric": self.s.get("metric"),
+                "sampler": self.s.get("sampler"),
+                "float_digits": self.s.get("float_digits"),
             },
             sort_keys=True,
+            default=str,
         )
         return "search-" + hashlib.sha1(key.encode()).hexdigest()[:10]
+
+    def _app_identity(self) -> dict[str, Any]:
+        if self.cfg is None or self.sw.hydra_context is None:
+            return {}
+        base = self._base_config()
+        job = OmegaConf.to_container(base, resolve=False)
+        assert isinstance(job, dict)
+        hydra = job.pop("hydra", {}) or {}
+        for key in self.space.distributions:  # the sampled keys are the study's, not its identity
+            _pop_dotted(job, key.lstrip("+~"))
+        return {"job": (hydra.get("job") or {}).get("name"), "config": job}
 
     def _open_study(self) -> optuna.Study:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -194,6 +262,7 @@ class Search:
             n_before = len(storage.get_all_trials(study_id, deepcopy=False))
         except KeyError:
             n_before = 0
+        self.resumed = n_before > 0
         pruner_spec = dict(self.s.get("pruner") or {})
         sampler = build_sampler(self.s.get("sampler") or {}, self.space, self.n_jobs, n_before)
         direction = str(self.s.get("direction", "maximize")).lower()
@@ -255,20 +324,26 @@ class Search:
         )
         self.parent.log_setup(setup)
         self.parent.set_tags({"segsweep.study": self.study_name, "segsweep.storage": self.storage_url})
+        # the trials' runs find their parent where the launchers' jobs find theirs (sweeper.task.sweep_tags)
+        from sweeper.task import PARENTS_ENV, SWEEP_ID_ENV
+
+        os.environ[PARENTS_ENV] = json.dumps({f"{self.tracking_uri}|{self.experiment}": self.parent.run_id})
+        os.environ[SWEEP_ID_ENV] = self.study_name
 
     # ------------------------------------------------------------------ trials
 
+    def trained_params(self, trial: Trial) -> dict[str, Any]:
+        """The values the trial trains: its sampled params, floats rounded to ``float_digits``."""
+        digits = self.s.get("float_digits")
+        return {k: round_sampled(v, self.space.distributions.get(k), digits) for k, v in trial.params.items()}
+
     def overrides_for(self, trial: Trial) -> list[str]:
-        """Everything one trial's job gets: fixed overrides, sampled params, study coordinates."""
-        ov = list(self.space.fixed) + trial_overrides(trial.params)
-        ov += [
-            f"++optuna.storage={quote(self.storage_url)}",
-            f"++optuna.study_name={quote(self.study_name)}",
-            f"++optuna.trial_number={trial.number}",
-        ]
-        if self.parent is not None:
-            ov += [f"++sweep.parent_run_id={self.parent.run_id}", f"++sweep.id={quote(self.study_name)}"]
-        return ov
+        """Everything one trial's job gets: fixed overrides, its params, and (in Hydra's
+        ``hydra.job.env_set``, not in the job's config) its study coordinates."""
+        params = self.trained_params(trial)
+        trial.set_user_attr(PARAMS_ATTR, params)
+        return [*self.space.fixed, *trial_overrides(params),
+                *trial_env_overrides(self.storage_url, self.study_name, trial.number)]
 
     def _launch(self, overrides: list[str], idx: int) -> Outcome:
         try:
@@ -294,9 +369,9 @@ class Search:
         if not (out.skipped and out.run_id and self.tracking_uri):
             return out
         try:
-            from mlflow.tracking import MlflowClient
+            from sweeper.tracking import client_for
 
-            metrics = MlflowClient(tracking_uri=self.tracking_uri).get_run(out.run_id).data.metrics
+            metrics = client_for(self.tracking_uri).get_run(out.run_id).data.metrics
         except Exception as e:
             out.error = f"skipped: cannot read run {out.run_id} ({_first_line(e)})"
             return out
@@ -319,14 +394,16 @@ class Search:
             self.grid_done = True
         shown = "" if out.value is None else f" value={out.value:.4g}"
         why = f" ({out.error})" if out.error else ""
-        log.info("trial %d %s%s%s %s", trial.number, out.state.name, shown, why, trial.params)
+        log.info("trial %d %s%s%s %s", trial.number, out.state.name, shown, why, self.trained_params(trial))
+        if out.state == TrialState.FAIL and out.error:
+            print(f"[segsweep] trial {trial.number} failed: {out.error}", file=sys.stderr, flush=True)
         self._track_trial(trial.number, out)
 
     def _track_trial(self, number: int, out: Outcome) -> None:
         if self.parent is None:
             return
         try:
-            run_id = out.run_id or self.parent.find_trial_run(self.study_name, number)
+            run_id = out.run_id or self.parent.find_trial_run(number)
             if run_id:
                 self.parent.tag_child(run_id, number)
             if out.value is not None:
@@ -343,18 +420,16 @@ class Search:
         n_trials = int(self.s["n_trials"])
         counts = self.counts(study)
         owed = n_trials - sum(counts.values())
-        log.info(
-            "study %s (%s): %d of %d trials done, %d to run, %d at once",
-            self.study_name,
-            self.storage_url,
-            n_trials - max(owed, 0),
-            n_trials,
-            max(owed, 0),
-            self.n_jobs,
-        )
-        self._open_parent()
+        print(f"[segsweep] {'resuming' if self.resumed else 'new'} study {self.study_name} ({self.storage_url}): "
+              f"{n_trials - max(owed, 0)} of {n_trials} trials done, {max(owed, 0)} to run, {self.n_jobs} at once",
+              flush=True)
         sweep_dir = Path(str(self.cfg.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
+        with sweep_lock(sweep_dir):  # the same search started twice: the second exits 2 (its trials take none)
+            return self._run(study, n_trials, owed, counts, sweep_dir)
+
+    def _run(self, study: optuna.Study, n_trials: int, owed: int, counts: dict[str, int],
+             sweep_dir: Path) -> dict[str, Any]:
+        self._open_parent()
         OmegaConf.save(self.cfg, sweep_dir / "multirun.yaml")
         try:
             failed_out = self._loop(study, owed, counts["fail"])
@@ -432,7 +507,7 @@ class Search:
             results.update(
                 best_trial=best.number,
                 best_value=best.value,
-                best_params=dict(best.params),
+                best_params=dict(best.user_attrs.get(PARAMS_ATTR) or best.params),
                 best_run_id=best.user_attrs.get("mlflow_run_id"),
             )
             log.info("best: trial %d value=%.4g %s", best.number, best.value, best.params)
