@@ -27,6 +27,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from sweeper import sweep_record
+from sweeper.errors import SettingsError
 from sweeper.resolvers import own_overrides, sweep_id_of
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def import_function(dotted: str | None, option: str) -> Callable[[DictConfig], A
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as error:
-        raise ValueError(f"{option}={dotted!r} cannot be imported ({error}): give the dotted path of a "
+        raise SettingsError(f"{option}={dotted!r} cannot be imported ({error}): give the dotted path of a "
                          f"function cfg -> dict (sweeper.bookkeeping.cell_info), or null") from error
 
 
@@ -249,7 +250,7 @@ class FixSweepDir(_HydraCallback):
             return  # set on the command line: already one literal dir for all
         sweep_dir = str(config.hydra.sweep.dir)
         if "'" in sweep_dir:
-            raise ValueError(f"the sweep dir {sweep_dir!r} contains a quote: set hydra.sweep.dir=<dir without quotes>")
+            raise SettingsError(f"the sweep dir {sweep_dir!r} contains a quote: set hydra.sweep.dir=<dir without quotes>")
         with read_write(config.hydra), open_dict(config.hydra):
             config.hydra.overrides.hydra.append(f"hydra.sweep.dir='{sweep_dir}'")
             config.hydra.sweep.dir = sweep_dir

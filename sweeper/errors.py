@@ -22,6 +22,10 @@ class UserError(Exception):
     """Bad input: the message names the problem and the fix in one line (exit 2)."""
 
 
+class SettingsError(UserError, ValueError):
+    """A launcher or sweeper setting that cannot work (``hydra.launcher.*``, ``hydra.sweeper.*``)."""
+
+
 class StoreError(UserError, RuntimeError):
     """The tracking store cannot be used (not writable, unreachable, wrong URI)."""
 

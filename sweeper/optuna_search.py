@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 from optuna.trial import Trial, TrialState
 
 from sweeper.bookkeeping import sweep_lock
+from sweeper.errors import SettingsError
 from sweeper.search import (
     METRIC_ATTR,
     PRUNER_ATTR,
@@ -146,13 +147,13 @@ def build_sampler(spec: Mapping[str, Any], space: SearchSpace, n_jobs: int, seed
             try:
                 import cmaes  # noqa: F401
             except ImportError as e:
-                raise ValueError("sampler=cmaes needs the 'cmaes' package: pip install cmaes") from e
+                raise SettingsError("sampler=cmaes needs the 'cmaes' package: pip install cmaes") from e
             return s.CmaEsSampler(seed=seed, **startup, **kwargs)
         if name == "gp":
             return s.GPSampler(seed=seed, **startup, **kwargs)
     except TypeError as e:
-        raise ValueError(f"hydra.sweeper.sampler: bad settings for sampler {name!r}: {e}") from e
-    raise ValueError(f"hydra.sweeper.sampler.name={name!r} is unknown; use one of {', '.join(SAMPLERS)}")
+        raise SettingsError(f"hydra.sweeper.sampler: bad settings for sampler {name!r}: {e}") from e
+    raise SettingsError(f"hydra.sweeper.sampler.name={name!r} is unknown; use one of {', '.join(SAMPLERS)}")
 
 
 class Search:
@@ -165,13 +166,13 @@ class Search:
         self._validate_settings()
         self.space = parse_search_space(self.s.get("params"), arguments)
         if not self.space.distributions:
-            raise ValueError(
+            raise SettingsError(
                 "segsweep_optuna: nothing to search; give hydra.sweeper.params (a search/ config) or "
                 "sweep overrides such as lr='tag(log, interval(1e-4, 1e-1))'"
             )
         options = dict(getattr(sweeper.launcher, "options", None) or {})
         if options.get("detach"):
-            raise ValueError("hydra.launcher.detach=true cannot drive a search (trials must report back): drop it")
+            raise SettingsError("hydra.launcher.detach=true cannot drive a search (trials must report back): drop it")
         self.tracking_uri, self.experiment = self._tracking(options.get("cell_info"))
         self.storage_url = resolve_sqlite_uri(self.s.get("storage") or default_storage(self.tracking_uri))
         self.study_name = self.s.get("study_name") or self._default_study_name()
@@ -188,16 +189,16 @@ class Search:
     def _validate_settings(self) -> None:
         s = self.s
         if str(s.get("direction", "maximize")).lower() not in ("maximize", "minimize"):
-            raise ValueError(f"hydra.sweeper.direction={s.get('direction')!r}: use maximize or minimize")
+            raise SettingsError(f"hydra.sweeper.direction={s.get('direction')!r}: use maximize or minimize")
         if int(s.get("n_trials") or 0) < 1:
-            raise ValueError(
+            raise SettingsError(
                 f"hydra.sweeper.n_trials={s.get('n_trials')!r}: give a positive number of trials"
             )
         if int(s.get("n_jobs") or 1) < 1:
-            raise ValueError(f"hydra.sweeper.n_jobs={s.get('n_jobs')!r}: give at least 1 trial in flight")
+            raise SettingsError(f"hydra.sweeper.n_jobs={s.get('n_jobs')!r}: give at least 1 trial in flight")
         rate = float(s.get("max_failure_rate", 1.0))
         if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"hydra.sweeper.max_failure_rate={rate}: give a fraction in [0, 1]")
+            raise SettingsError(f"hydra.sweeper.max_failure_rate={rate}: give a fraction in [0, 1]")
 
     def _tracking(self, cell_info: str | None) -> tuple[str | None, str]:
         """The parent run's store and experiment: ``hydra.sweeper.tracking_uri`` / ``experiment``,
@@ -275,7 +276,7 @@ class Search:
             load_if_exists=True,
         )
         if study.direction.name.lower() != direction:
-            raise ValueError(
+            raise SettingsError(
                 f"study {self.study_name!r} in {self.storage_url} was created with direction="
                 f"{study.direction.name.lower()}; use that direction or another hydra.sweeper.study_name"
             )
@@ -359,7 +360,7 @@ class Search:
             self.sw.validate_batch_is_legal([overrides])
         except Exception as e:
             self._tell(study, trial, Outcome(TrialState.FAIL, error=_first_line(e)))
-            raise ValueError(
+            raise SettingsError(
                 f"trial {trial.number}: the config does not compose with {overrides}: {e}"
             ) from e
         return trial, overrides

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, open_dict
 
 from sweeper import bookkeeping as sweep
 from sweeper import shutdown, trust
-from sweeper.errors import UserError
+from sweeper.errors import SettingsError, UserError
 
 log = logging.getLogger(__name__)
 POOL_DIR = ".pool"
@@ -55,7 +55,7 @@ def slots(opts: Mapping[str, Any], gpus: Sequence[str] | None = None) -> list[li
     if gpus:
         per = int(opts.get("gpus_per_job") or 1)
         if per < 1 or per > len(gpus):
-            raise ValueError(f"hydra.launcher.gpus_per_job={per} but {len(gpus)} GPU(s) are visible "
+            raise SettingsError(f"hydra.launcher.gpus_per_job={per} but {len(gpus)} GPU(s) are visible "
                              f"({','.join(gpus)}): choose 1..{len(gpus)}")
         return [list(gpus[i:i + per]) for i in range(0, len(gpus) - per + 1, per)]
     workers = 1 if opts.get("workers") is None else opts.get("workers")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.callbacks import Callback, StopTraining
+from sweeper.errors import SettingsError
 
 PRUNER_ATTR = "segsweep.pruner"
 METRIC_ATTR = "segsweep.metric"
@@ -122,8 +123,8 @@ def build_pruner(spec: Mapping[str, Any] | None) -> Any:
         if name in ("none", "nop", "null"):
             return P.NopPruner()
     except TypeError as e:
-        raise ValueError(f"hydra.sweeper.pruner: bad settings for pruner {name!r}: {e}") from e
-    raise ValueError(f"hydra.sweeper.pruner.name={name!r} is unknown; use one of {', '.join(PRUNERS)}")
+        raise SettingsError(f"hydra.sweeper.pruner: bad settings for pruner {name!r}: {e}") from e
+    raise SettingsError(f"hydra.sweeper.pruner.name={name!r} is unknown; use one of {', '.join(PRUNERS)}")
 
 
 # --------------------------------------------------------------------------- in-job callback
@@ -139,7 +140,7 @@ class PruningCallback(Callback):
     def __init__(self, cfg: Mapping[str, Any]) -> None:
         missing = [k for k in ("storage", "study_name", "trial_number") if cfg.get(k) is None]
         if missing:
-            raise ValueError(
+            raise SettingsError(
                 f"{missing[0]} of the trial is not set: trials get it from the segsweep_optuna sweeper"
             )
         self.storage_url = str(cfg["storage"])

@@ -31,10 +31,11 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from sweeper.errors import SettingsError
 from sweeper.search import quote
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(SettingsError):
     """A search-space entry that the sweeper cannot turn into an Optuna distribution."""
 
 

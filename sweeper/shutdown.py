@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sweeper.errors import UserError
+from sweeper.errors import BAD_INPUT, UserError
 
 #: exit codes
 USAGE = 2
@@ -164,7 +164,7 @@ def input_error_line(error: BaseException) -> str | None:
     if isinstance(error, OverrideParseException):
         return (f"error: cannot parse the override {error.override!r} ({first(error)}): write key=value "
                 f"(a list as key=[1,2]; quote a value with spaces)")
-    if isinstance(error, ValueError):  # bad settings the launcher found (workers, GPUs, sweep dir)
+    if isinstance(error, BAD_INPUT):  # bad settings the launcher found (workers, GPUs, sweep dir)
         return f"error: {first(error)}"
     return None
 

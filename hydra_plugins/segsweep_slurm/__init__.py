@@ -33,6 +33,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 from omegaconf import DictConfig, OmegaConf
 
 from sweeper.bookkeeping import import_function
+from sweeper.errors import SettingsError
 from sweeper.slurm import write_manifest
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,11 @@ class SegsweepSlurmLauncher(SlurmLauncher):
             else:
                 todo.append((idx, overrides, info))
         if todo:
-            returns.update(self._submit(todo, sweep_dir, detach=detach))
+            try:
+                returns.update(self._submit(todo, sweep_dir, detach=detach))
+            except BaseException:  # sbatch missing or refusing, Ctrl-C: the parent run is not left RUNNING
+                close_parents(parents, [returns[i] for i in sorted(returns)], failed=True)
+                raise
         else:
             log.info("all %d cells already FINISHED: nothing submitted", len(job_overrides))
         ordered = [returns[i] for i in sorted(returns)]
@@ -147,13 +152,13 @@ class SegsweepSlurmLauncher(SlurmLauncher):
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
             params.append((overrides, "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
         if self.options.get("executor", "slurm") == "slurm" and shutil.which("sbatch") is None:
-            raise RuntimeError("launcher=slurm needs SLURM's sbatch on PATH: run on a cluster login node, or "
+            raise SettingsError("launcher=slurm needs SLURM's sbatch on PATH: run on a cluster login node, or "
                                "start the local cluster (scripts/local-slurm-start.sh, see docs/slurm.md)")
         try:
             jobs = executor.map_array(self, *zip(*params, strict=True))
         except Exception as error:
             first = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            raise RuntimeError(f"sbatch refused the sweep ({first}): check hydra.launcher.partition and the "
+            raise SettingsError(f"sbatch refused the sweep ({first}): check hydra.launcher.partition and the "
                                f"resources (gpus_per_node, mem_gb, cpus_per_task) against `sinfo`") from error
         cells = [{"job_num": idx, "overrides": overrides, "slurm_job_id": job.job_id,
                   "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr), **info}
