@@ -370,15 +370,16 @@ class Search:
         if not (out.skipped and out.run_id and self.tracking_uri):
             return out
         try:
-            from sweeper.tracking import client_for
+            from sweeper import tracking
 
-            metrics = client_for(self.tracking_uri).get_run(out.run_id).data.metrics
+            run = tracking.client_for(self.tracking_uri).get_run(out.run_id)
         except Exception as e:
             out.error = f"skipped: cannot read run {out.run_id} ({_first_line(e)})"
             return out
-        value = _finite(metrics.get(OBJECTIVE_METRIC))
+        value = _finite(tracking.result_value(run))
         if value is None:
-            out.error = f"skipped: run {out.run_id} has no {OBJECTIVE_METRIC}"
+            objective = run.data.tags.get(tracking.OBJECTIVE_TAG, OBJECTIVE_METRIC)
+            out.error = f"skipped: run {out.run_id} has no {objective}"
             return out
         return Outcome(TrialState.COMPLETE, value, out.run_id, out.name)
 

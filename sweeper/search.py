@@ -130,6 +130,13 @@ def build_pruner(spec: Mapping[str, Any] | None) -> Any:
 # --------------------------------------------------------------------------- in-job callback
 
 
+def on_split(metric: str, eval_split: str) -> str:
+    """A per-split metric of the search (``val_mIoU``) named for the split the trial evaluates on
+    (``test_mIoU`` for CamVid's protocol): a run logs only what it measured, so pruning reads that."""
+    split, sep, measure = metric.partition("_")
+    return f"{eval_split}_{measure}" if sep and split in ("val", "test") else metric
+
+
 class PruningCallback(Callback):
     """Reports ``metric`` at each epoch to the trial; raises ``StopTraining("pruned")`` when pruned.
 
@@ -137,7 +144,7 @@ class PruningCallback(Callback):
     optionally ``metric`` (default: the study's ``segsweep.metric`` attribute, else ``val_mIoU``).
     """
 
-    def __init__(self, cfg: Mapping[str, Any]) -> None:
+    def __init__(self, cfg: Mapping[str, Any], eval_split: str = "val") -> None:
         missing = [k for k in ("storage", "study_name", "trial_number") if cfg.get(k) is None]
         if missing:
             raise SettingsError(
@@ -147,6 +154,7 @@ class PruningCallback(Callback):
         self.study_name = str(cfg["study_name"])
         self.trial_number = int(cfg["trial_number"])
         self.metric: str | None = cfg.get("metric")
+        self.eval_split = eval_split
         self.trial: Any = None
         self.last_step: int | None = None
         self.pruned = False
@@ -158,7 +166,7 @@ class PruningCallback(Callback):
         storage = open_storage(self.storage_url)
         study_id = storage.get_study_id_from_name(self.study_name)
         attrs = storage.get_study_user_attrs(study_id)
-        self.metric = self.metric or attrs.get(METRIC_ATTR) or "val_mIoU"
+        self.metric = on_split(self.metric or attrs.get(METRIC_ATTR) or "val_mIoU", self.eval_split)
         study = optuna.load_study(
             study_name=self.study_name,
             storage=storage,

@@ -153,7 +153,7 @@ def decide(state: JobState) -> Outcome:
 
 def _extra_callbacks(cfg: DictConfig) -> list[Callback]:
     trial = search.trial_of_env()  # a search trial: its study coordinates are in the job's environment
-    return [search.PruningCallback(trial)] if trial is not None else []
+    return [search.PruningCallback(trial, str(cfg.dataset.eval_split))] if trial is not None else []
 
 
 def sweep_tags(uri: str, experiment: str) -> dict[str, str]:

@@ -703,3 +703,12 @@ def test_a_trials_study_travels_in_hydra_job_env_set_and_back(monkeypatch: pytes
     assert trial_of_env({}) is None
     assert [is_trial_override(o) for o in overrides] == [False, False, True]
     assert managed([["x=1", *overrides]]) and not managed([["x=1"], ["hydra.job.env_set.OTHER=1"]])
+
+
+def test_the_pruning_metric_is_named_for_the_split_the_trial_evaluates_on():
+    """A CamVid trial logs test_mIoU: a search on val_mIoU prunes on it instead of never pruning."""
+    from sweeper.search import on_split
+
+    assert on_split("val_mIoU", "test") == "test_mIoU" and on_split("val_mIoU", "val") == "val_mIoU"
+    assert on_split("test_pixel_acc", "val") == "val_pixel_acc"
+    assert on_split("train_loss", "test") == "train_loss" and on_split("lr_epoch", "test") == "lr_epoch"
