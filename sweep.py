@@ -1,18 +1,23 @@
-"""segsweep entry point: `python sweep.py [-m] key=value ...` (see README.md)."""
+"""segsweep entry point: `python sweep.py [-m] key=value ...` (`python sweep.py --help`, README.md).
+
+Only Hydra is imported up front: torch and MLflow come with the task, so `--help`, `--cfg` and
+`--info` answer at Hydra's own speed.
+"""
 
 import os
 
 import hydra
 from omegaconf import DictConfig
 
-from sweeper.task import LAUNCH_DIR_ENV
-from sweeper.task import main as run_task
+from sweeper import LAUNCH_DIR_ENV
 
 os.environ.setdefault(LAUNCH_DIR_ENV, os.getcwd())
 
 
 @hydra.main(config_path="conf", config_name="sweep", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
+    from sweeper.task import main as run_task  # torch, MLflow: only when a job runs
+
     return run_task(cfg)
 
 

@@ -16,9 +16,8 @@ from omegaconf import DictConfig
 from engine.callbacks import Callback, StopTraining
 from engine.checkpoint import CHECKPOINT_NAME
 from engine.train import train, validate_config
-from sweeper import naming, slurm, tracking
+from sweeper import LAUNCH_DIR_ENV, naming, slurm, tracking
 
-LAUNCH_DIR_ENV = "SEGSWEEP_LAUNCH_DIR"
 PARENTS_ENV = "SEGSWEEP_PARENT_RUNS"  # JSON {"<uri>|<experiment>": parent run id}, set by the launcher
 SWEEP_ID_ENV = "SEGSWEEP_SWEEP_ID"
 
