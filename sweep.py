@@ -9,9 +9,10 @@ import os
 import hydra
 from omegaconf import DictConfig
 
-from sweeper import LAUNCH_DIR_ENV
+from sweeper import LAUNCH_DIR_ENV, cli_help
 
 os.environ.setdefault(LAUNCH_DIR_ENV, os.getcwd())
+cli_help.register()  # the resolvers of conf/hydra/help/segsweep.yaml
 
 
 @hydra.main(config_path="conf", config_name="sweep", version_base="1.3")
