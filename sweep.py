@@ -7,6 +7,7 @@ Only Hydra is imported up front: torch and MLflow come with the task, so `--help
 import os
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from sweeper import LAUNCH_DIR_ENV, cli_help
@@ -17,7 +18,8 @@ cli_help.register()  # the resolvers of conf/hydra/help/segsweep.yaml
 
 @hydra.main(config_path="conf", config_name="sweep", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
-    from sweeper.task import main as run_task  # torch, MLflow: only when a job runs
+    print(f"[segsweep] starting {' '.join(HydraConfig.get().overrides.task) or '(defaults)'}", flush=True)
+    from sweeper.task import main as run_task  # torch, MLflow: only when a job runs (seconds to import)
 
     return run_task(cfg)
 
