@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,15 +61,16 @@ def run_once(cmd: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
-def measure(cmds: dict[str, list[str]], repeats: int, env: dict[str, str]) -> dict[str, list[float]]:
+def measure(cmds: dict[str, list[str]], repeats: int, env: dict[str, str],
+            run: Callable[[list[str], dict[str, str]], float] = run_once) -> dict[str, list[float]]:
     """Times of every command over ``repeats`` interleaved rounds (after one untimed warm-up round)."""
     labels = list(cmds)
     times: dict[str, list[float]] = {label: [] for label in labels}
     for label in labels:  # warm the file cache and the .pyc files
-        run_once(cmds[label], env)
+        run(cmds[label], env)
     for r in range(repeats):
         for label in labels[r % len(labels):] + labels[:r % len(labels)]:
-            times[label].append(run_once(cmds[label], env))
+            times[label].append(run(cmds[label], env))
     return times
 
 
