@@ -3,6 +3,7 @@ lists what conf/ holds (sweeper/cli_help.py, conf/hydra/help/segsweep.yaml, benc
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,50 @@ def test_inspecting_commands_import_neither_torch_nor_mlflow(args: list[str], tm
     assert text.strip() and not modules & set(HEAVY), modules & set(HEAVY)
     if "--resolve" in args:
         assert "${" not in text and "scale: 1" in text  # resolved, not `scale: ${dataset.scale}`
+
+
+# ---------------------------------------------------------------- the fast tier's rule (tests/conftest.py)
+TIER_MODULE = '''
+import subprocess, sys
+
+def _helper():
+    return subprocess.run([sys.executable, "-c", "pass"])
+
+def _indirect():
+    return _helper()
+
+def test_calls_a_helper():
+    _indirect()
+
+def test_trains():
+    from engine.train import train
+    train(None)
+
+def test_pure():
+    model = object()
+    model.train()  # a method called train is not training
+    return "subprocess is only a word here"
+'''
+
+
+def _tier_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "tier_probe.py").write_text(TIER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return importlib.import_module("tier_probe")
+
+
+def test_a_test_is_slow_when_it_or_a_helper_starts_a_process_or_trains(tmp_path: Path, monkeypatch):
+    from tests.conftest import starts_process_or_trains
+
+    probe = _tier_module(tmp_path, monkeypatch)
+    assert starts_process_or_trains(probe.test_calls_a_helper, probe)
+    assert not starts_process_or_trains(probe.test_calls_a_helper, probe, depth=1)  # the helper is 2 calls away
+    assert starts_process_or_trains(probe.test_trains, probe)
+    assert not starts_process_or_trains(probe.test_pure, probe)
+
+
+def test_the_suite_marks_the_process_starting_tests_slow(request: pytest.FixtureRequest):
+    from tests.conftest import SLOW_MODULES
+
+    assert "test_sweeps.py" in SLOW_MODULES
+    assert request.node.get_closest_marker("slow") is None  # this one starts nothing: in the fast tier
