@@ -7,6 +7,7 @@ import multiprocessing.process
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
 
 
+def is_heavy_command(args: object) -> bool:
+    """A command the fast tier must not start: a Python process or a script (a quick ``git`` is fine)."""
+    argv = [str(a) for a in args] if isinstance(args, list | tuple) else str(args).split()
+    program = Path(argv[0]).name if argv else ""
+    return program.startswith("python") or argv[:1] == [sys.executable] or \
+        any(a.endswith((".py", ".sh")) for a in argv)
+
+
 def _fast_tier(config: pytest.Config) -> bool:
     return "not slow" in (config.getoption("markexpr", default="") or "")
 
@@ -111,7 +120,8 @@ def _no_process_in_the_fast_tier(request: pytest.FixtureRequest, monkeypatch: py
     popen_init, process_start = subprocess.Popen.__init__, multiprocessing.process.BaseProcess.start
 
     def recording_popen(self, args, *a, **kw):  # noqa: ANN001 - subprocess.Popen's own signature
-        started.append(" ".join(map(str, args)) if isinstance(args, list | tuple) else str(args))
+        if is_heavy_command(args):
+            started.append(" ".join(map(str, args)) if isinstance(args, list | tuple) else str(args))
         popen_init(self, args, *a, **kw)
 
     def recording_start(self):  # noqa: ANN001

@@ -141,3 +141,11 @@ def test_the_suite_marks_the_process_starting_tests_slow(request: pytest.Fixture
 
     assert "test_sweeps.py" in SLOW_MODULES
     assert request.node.get_closest_marker("slow") is None  # this one starts nothing: in the fast tier
+
+
+def test_the_fast_tier_forbids_python_processes_and_scripts_not_git():
+    from tests.conftest import is_heavy_command
+
+    assert is_heavy_command([sys.executable, "-c", "pass"]) and is_heavy_command(["python3", "sweep.py"])
+    assert is_heavy_command("scripts/mlflow-server.sh --port 5000") and is_heavy_command(["/usr/bin/env", "x.py"])
+    assert not is_heavy_command(["git", "rev-parse", "HEAD"]) and not is_heavy_command("nvidia-smi -L")
