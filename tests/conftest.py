@@ -47,7 +47,8 @@ SLOW_MODULES = frozenset({"test_sweeps.py", "test_server.py", "test_postgres.py"
 SLOW_FIXTURES = frozenset({"mlflow_server", "postgres_store", "slurm_cluster", "ranks"})
 #: a call that starts a process or trains: in the test, or in a module-level helper it calls
 _SLOW_CALL = re.compile(r"\bsubprocess\.(run|Popen|call|check_call|check_output)\b|\bPopen\(|\brun_job\("
-                        r"|(?<![.\w])train\(|\bsweep\.py\b|\bmp\.spawn\(|\bmultiprocessing\.|\.spawn\(")
+                        r"|(?<![.\w])train\(|\.backward\(|\bsweep\.py\b|\bmp\.spawn\(|\bmultiprocessing\.|\.spawn\("
+                        r"|\bnum_workers=[1-9]")  # a train step (backward) or DataLoader worker processes
 _NAME = re.compile(r"\b[A-Za-z_]\w*\b")
 
 
