@@ -134,6 +134,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke mode: 129x129, one timed step")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--size", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=0, help="timed steps per variant (default 4; --quick 1)")
     parser.add_argument("--clock", choices=sorted(CLOCK), default="wall",
                         help="wall time, or CPU time (with --threads 1: robust on a shared machine)")
     parser.add_argument("--breakdown", action="store_true",
@@ -145,7 +146,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     size = args.size or (129 if args.quick else 321)
-    repeats = 1 if args.quick else 4
+    repeats = args.repeats or (1 if args.quick else 4)
     batch = 2
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, mkldnn={torch.backends.mkldnn.is_available()}, "
           f"batch {batch} at {size}x{size}, fp32, {args.clock} clock")
