@@ -17,13 +17,14 @@ def dataset_root(cfg, tree: str) -> Path:
     if root in (None, ""):
         raise DatasetError(
             f"dataset.root is not set for dataset {ds.name!r}; pass dataset.root=<dir> or set SEGSWEEP_DATA "
-            f"(root = $SEGSWEEP_DATA/{ds.name}). Expected layout:\n{tree}"
+            f"(root = $SEGSWEEP_DATA/{ds.name}); the expected layout (also in docs/data.md):\n{tree}"
         )
     path = Path(str(root)).expanduser()
     if not path.is_dir():
         raise DatasetError(
             f"dataset root {path} (dataset.root, from SEGSWEEP_DATA or the config) does not exist or is not a "
-            f"directory. Expected layout for dataset {ds.name!r}:\n{tree}"
+            f"directory: pass dataset.root=<dir> (the layout dataset {ds.name!r} expects is below and in docs/data.md)"
+            f"\n{tree}"
         )
     return path
 
@@ -102,7 +103,8 @@ def missing_list_error(name: str, split: str, candidates: Sequence[Path | None],
     """The error for a split with no list file (and no folders to scan)."""
     looked = "\n  ".join(str(c) for c in candidates if c is not None)
     return DatasetError(
-        f"no list file for {name} split {split!r}; looked for:\n  {looked}\nExpected layout:\n{tree}"
+        f"no list file for {name} split {split!r} (docs/data.md; `python -m data prepare`); looked for:\n  {looked}"
+        f"\nExpected layout:\n{tree}"
     )
 
 

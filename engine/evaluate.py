@@ -3,11 +3,11 @@
 Protocol (TOKENS §3, ``tensorpack/utils/segmentation/segmentation.py``):
 
 * for each scale ``s`` in ``cfg.eval.scales`` the whole image is resized bilinearly to
-  ``round(s·H) × round(s·W)`` and predicted with sliding tiles of ``cfg.eval.tile`` (the training
-  crop) overlapping by ``cfg.eval.overlap`` (1/3): stride ``ceil(tile·(1-overlap))`` per axis,
-  border tiles shifted inward, tiles larger than the image padded bottom/right with raw black
-  (``-mean_bgr`` after mean subtraction, i.e. zeros before it), softmax probabilities averaged
-  where tiles overlap;
+  ``int(s·H) × int(s·W)`` (truncated, as the original code; :func:`scaled_size`) and predicted with
+  sliding tiles of ``cfg.eval.tile`` (the training crop) overlapping by ``cfg.eval.overlap`` (1/3):
+  stride ``ceil(tile·(1-overlap))`` per axis, border tiles shifted inward, tiles larger than the
+  image padded bottom/right with raw black (``-mean_bgr`` after mean subtraction, i.e. zeros
+  before it), softmax probabilities averaged where tiles overlap;
 * each scale's probabilities are resized back to ``H × W`` and added to one running sum, so only
   one scale is held at a time; ``cfg.eval.flip`` adds the left-right mirrored pass (the notes
   claim flip, the original code never flipped);
@@ -155,6 +155,12 @@ def predict_tiles(model: nn.Module, image: torch.Tensor, tile: tuple[int, int], 
     return probs / count
 
 
+def scaled_size(h: int, w: int, scale: float) -> tuple[int, int]:
+    """The size an ``h x w`` image is resized to at ``scale``: truncated, ``int(s*H) x int(s*W)``, as the
+    original code (375 rows at 0.5 -> 187, where ``round`` gives 188), and at least 1 pixel."""
+    return max(1, int(h * scale)), max(1, int(w * scale))
+
+
 def _resize(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(t.shape[-2:]) == size:
         return t
@@ -179,7 +185,7 @@ def predict(model: nn.Module, image: torch.Tensor, cfg: Any, device: torch.devic
     h, w = image.shape[-2:]
     total: torch.Tensor | None = None
     for s in st.scales:
-        size = (max(1, round(h * s)), max(1, round(w * s)))
+        size = scaled_size(h, w, s)
         scaled = _resize(image, size)
         p = predict_tiles(model, scaled, st.tile, st.overlap, st.pad_value, st.tile_batch, st.amp)
         if st.flip:

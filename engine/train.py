@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from data.build import build_dataset
+from data.check import check_before_training
 from engine import checkpoint
 from engine.callbacks import Callback, NonFiniteLossError
 from engine.distributed import (
@@ -149,6 +150,8 @@ class _Run:
         self.amp = bool(cfg.train.get("amp", True))
         self.train_set = build_dataset(cfg, cfg.dataset.train_split, train=True)
         self.eval_set = build_dataset(cfg, cfg.dataset.eval_split, train=False)
+        # every pair's headers and sizes, before any step (cached: an unchanged split is checked once)
+        check_before_training(cfg, {cfg.dataset.train_split: self.train_set, cfg.dataset.eval_split: self.eval_set})
         if len(self.train_set) < cfg.batch_size:
             raise ValueError(f"the {cfg.dataset.train_split} split has {len(self.train_set)} images, fewer than "
                              f"batch_size={cfg.batch_size}: lower batch_size")

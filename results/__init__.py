@@ -1,5 +1,6 @@
-"""Read MLflow, write markdown tables and plots: the notes' generated blocks and results/README.md.
+"""Read MLflow, write markdown tables and plots: the notes' generated blocks and the results README.
 
-``python -m results render NOTES.md`` | ``readme`` | ``import-notes NOTES.md`` | ``trials PARENT_RUN_ID``.
-Never writes MLflow, except ``results.importer`` (the notes' history).
+``python -m results render NOTES.md`` | ``readme`` | ``import-notes NOTES.md`` | ``matrix`` | ``trials ID``.
+Reads MLflow only: the notes importer parses here and writes through ``sweeper.tracking``. Generated
+files go under ``outputs/results/`` (configurable), never into this package.
 """

@@ -19,11 +19,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file would change")
     r.add_argument("--dry-run", action="store_true", help="write nothing; print the diff")
     r.add_argument("--no-hash-check", action="store_true", help="skip the config-hash stale check (faster)")
-    m = sub.add_parser("readme", help="write results/README.md with every table and the plots")
-    m.add_argument("--out", type=Path, default=Path("results/README.md"))
+    m = sub.add_parser("readme", help="write the results README (tables, plots, a page per sweep)")
+    m.add_argument("--out", type=Path, default=None,
+                   help="the README to write; its PNGs and sweeps/ go next to it (default outputs/results/README.md)")
     i = sub.add_parser("import-notes", help="turn every row of the notes' tables into an MLflow run")
     i.add_argument("notes", type=Path)
     i.add_argument("--dry-run", action="store_true", help="parse and report, write nothing")
+    i.add_argument("--raw-names", action="store_true",
+                   help="keep the names as the notes write them (fast: no codec, ~0.3 s a name)")
+    x = sub.add_parser("matrix", help="recipe x dataset: each recipe's result and state on every dataset")
+    x.add_argument("--datasets", default=None, help="comma-separated columns (default: the datasets with runs)")
+    x.add_argument("--missing", action="store_true", help="print the sweep commands that fill missing/stale cells")
+    x.add_argument("--no-hash-check", action="store_true", help="skip the config-hash stale check (faster)")
     t = sub.add_parser("trials", help="table of an Optuna search's trials (child runs of a parent run)")
     t.add_argument("parent_run_id")
     t.add_argument("--plot", type=Path, default=None, help="also write mIoU against trial number (PNG)")
@@ -31,33 +38,65 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _render(args: argparse.Namespace, uri: str) -> int:
+    """Regenerate every file in memory first; write only when all of them are good (one line, exit 2,
+    nothing rewritten, on the first bad file or marker)."""
+    from results.notes import NotesFileError, read_text
     from results.query import load_runs
-    from results.render import MarkerError, diff, render_file
+    from results.render import MarkerError, atomic_write, diff, regenerate
     from results.stale import default_hash_fn
 
+    missing = [p for p in args.notes if not p.is_file()]
+    if missing:
+        print(f"error: {missing[0]}: no such notes file", file=sys.stderr)
+        return 2
     runs = load_runs(uri)
     hash_fn = None if args.no_hash_check else default_hash_fn()
-    status = 0
+    texts: list[tuple[Path, str, str]] = []
     for path in args.notes:
-        if not path.is_file():
-            print(f"error: {path}: no such notes file", file=sys.stderr)
-            return 2
         try:
-            old, new = render_file(path, runs, hash_fn, write=not (args.check or args.dry_run))
-        except MarkerError as exc:
+            old = read_text(path)
+            texts.append((path, old, regenerate(old, runs, hash_fn)))
+        except (MarkerError, NotesFileError) as exc:
             print(f"error: {path}: {exc}", file=sys.stderr)
             return 2
+    status = 0
+    write = not (args.check or args.dry_run)
+    for path, old, new in texts:
         if "segsweep:begin" not in old:
             print(f"{path}: no <!-- segsweep:begin KEY --> blocks, nothing to render", file=sys.stderr)
         if args.dry_run:
             sys.stdout.write(diff(old, new, str(path)))
         if new != old:
             status = 1 if args.check else status
-            verb = "would change" if (args.check or args.dry_run) else "updated"
-            print(f"{path}: {verb}", file=sys.stderr)
+            if write:
+                atomic_write(path, new)
+            print(f"{path}: {'updated' if write else 'would change'}", file=sys.stderr)
     if hash_fn is not None:
         hash_fn.save()
     return status
+
+
+def _matrix(args: argparse.Namespace, uri: str) -> int:
+    from results import matrix
+    from results.query import load_runs
+    from results.stale import default_hash_fn
+
+    runs = load_runs(uri)
+    chosen = [d for d in (args.datasets or "").split(",") if d] or None
+    hash_fn = None if args.no_hash_check else default_hash_fn()
+    try:
+        frame, cells = matrix.build(runs, hash_fn, chosen)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if hash_fn is not None:
+        hash_fn.save()
+    if args.missing:
+        commands = matrix.missing_commands(runs, cells)
+        print("\n".join(commands) if commands else "# every cell is filled and up to date")
+    else:
+        print(matrix.markdown(frame) if len(frame) else "_No runs yet._")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,18 +106,25 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "render":
             return _render(args, uri)
         if args.cmd == "readme":
-            from results.readme import refresh
+            from results.readme import DEFAULT_OUT, refresh
 
-            print(refresh(uri, args.out))
+            print(refresh(uri, args.out or DEFAULT_OUT))
             return 0
         if args.cmd == "import-notes":
             from results.importer import import_notes
+            from results.notes import NotesFileError
 
             if not args.notes.is_file():
                 print(f"error: {args.notes}: no such notes file", file=sys.stderr)
                 return 2
-            print(import_notes(args.notes, uri, dry_run=args.dry_run).summary())
+            try:
+                print(import_notes(args.notes, uri, dry_run=args.dry_run, codec=not args.raw_names).summary())
+            except NotesFileError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             return 0
+        if args.cmd == "matrix":
+            return _matrix(args, uri)
         if args.cmd == "trials":
             from results.search import trials_plot, trials_table
 

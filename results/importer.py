@@ -1,7 +1,9 @@
 """Import the notes' history into MLflow: one FINISHED run per notes table row (``source=notes``).
 
-The only module of ``results`` that writes MLflow. Idempotent: each row gets a content key
-(dataset, name, cells, occurrence) and rows whose key is already in the store are skipped.
+This module parses and decides; the writes go through ``sweeper.tracking`` (the one writer of MLflow).
+Idempotent: each row gets a content key (dataset, name, cells, occurrence) and rows whose key is
+already in the store are skipped. Start times are spaced a minute apart in file order (MLflow sorts
+the history as the notes list it); each run lasts 0 ms and is tagged ``segsweep.imported``.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ class ImportReport:
 
     created: int = 0
     existing: int = 0
+    dry_run: bool = False
     unparsed: list[tuple[int, str, str]] = field(default_factory=list)  # (line, name, why)
     skipped_tables: list[SkippedTable] = field(default_factory=list)
 
     def summary(self) -> str:
-        lines = [f"imported {self.created} run(s), {self.existing} already present"]
+        verb = "would import" if self.dry_run else "imported"
+        lines = [f"{verb} {self.created} run(s), {self.existing} already present"]
         lines += [f"  line {ln}: kept raw name {n!r} ({why})" for ln, n, why in self.unparsed]
         lines += [f"  line {t.line}: table under {t.section!r} skipped ({t.reason})" for t in self.skipped_tables]
         return "\n".join(lines)
@@ -67,6 +71,7 @@ def _tags(
         "segsweep.notes_line": str(row.line),
         "segsweep.notes_order": str(order),
         "segsweep.notes_key": key,
+        "segsweep.notes_group": row.group,
     }
     if why:
         tags["segsweep.name_error"] = why
@@ -79,31 +84,32 @@ def _tags(
     return tags, why
 
 
-def _metrics(row: NotesRow, ts: int) -> list:
-    from mlflow.entities import Metric
+SPACING_MS = 60_000  # start times of imported rows, one minute apart in file order
 
+
+def metrics_of(row: NotesRow) -> dict[str, tuple[float, int]]:
+    """{metric key: (value, step)} of a notes row, named by the split the notes measured."""
     c = row.cell
-    out = []
+    out: dict[str, tuple[float, int]] = {}
     if row.params is not None:
-        out.append(Metric("params_M", row.params, ts, 0))
+        out["params_M"] = (row.params, 0)
     for kind, value in (("val", c.val), ("test", c.test)):
         if value is None:
             continue
         if c.epoch is not None and kind == row.metric:
-            out.append(Metric(f"{kind}_mIoU", value, ts, c.epoch))  # a mid-training reading
+            out[f"{kind}_mIoU"] = (value, c.epoch)  # a mid-training reading
         else:
-            out.append(Metric("final_val_mIoU" if kind == "val" else "test_mIoU", value, ts, 0))
-    out += [Metric(f"notes_{k}_mIoU", v, ts, 0) for k, v in c.extras.items()]
+            out[f"final_{kind}_mIoU"] = (value, 0)
+    out.update({f"notes_{k}_mIoU": (v, 0) for k, v in c.extras.items()})
     return out
 
 
-def _experiment_id(client, name: str) -> str:
-    exp = client.get_experiment_by_name(name)
-    return exp.experiment_id if exp is not None else client.create_experiment(name)
-
-
-def _existing_keys(client, exp_ids: list[str]) -> set[str]:
-    runs = client.search_runs(exp_ids, "tags.`segsweep.source` = 'notes'", max_results=50000)
+def _existing_keys(client, names: list[str]) -> set[str]:
+    """Row keys already imported into the experiments ``names`` (those that exist; creates none)."""
+    exps = [e.experiment_id for n in names if (e := client.get_experiment_by_name(n)) is not None]
+    if not exps:
+        return set()
+    runs = client.search_runs(exps, "tags.`segsweep.source` = 'notes'", max_results=50000)
     return {r.data.tags.get("segsweep.notes_key", "") for r in runs}
 
 
@@ -112,16 +118,20 @@ def import_notes(notes: Path, tracking_uri: str, dry_run: bool = False, codec: b
 
     Each name goes through the codec (``sweeper.naming.canonical``, ~0.3 s a name: Hydra composes it);
     ``codec=False`` keeps the raw names as ``segsweep.name`` (fast; for tests and dry runs).
+    ``dry_run`` reads the store (to count what is already there) and writes nothing.
     """
     from mlflow import MlflowClient
 
+    from sweeper import tracking
+
     rows, skipped = read_notes(Path(notes))
-    report = ImportReport(skipped_tables=skipped)
+    report = ImportReport(skipped_tables=skipped, dry_run=dry_run)
     client = MlflowClient(tracking_uri)
-    exp_ids = {ds: _experiment_id(client, ds) for ds in sorted({r.dataset for r in rows})} if not dry_run else {}
-    existing = _existing_keys(client, list(exp_ids.values())) if exp_ids else set()
+    datasets = sorted({r.dataset for r in rows})
+    existing = _existing_keys(client, datasets)
+    exp_ids: dict[str, str] = {}
     seen: Counter[tuple] = Counter()
-    base = int(time.time() * 1000)
+    base = int(time.time() * 1000) - SPACING_MS * len(rows)  # the last row starts about now
     for order, row in enumerate(rows):
         ident = (row.dataset, row.name, row.params_raw, row.cell.raw)
         seen[ident] += 1
@@ -132,12 +142,11 @@ def import_notes(notes: Path, tracking_uri: str, dry_run: bool = False, codec: b
         if key in existing:
             report.existing += 1
             continue
-        if dry_run:
-            report.created += 1
-            continue
-        ts = base + order  # keeps the notes' order in start times
-        run = client.create_run(exp_ids[row.dataset], start_time=ts, tags=tags, run_name=row.name)
-        client.log_batch(run.info.run_id, metrics=_metrics(row, ts))
-        client.set_terminated(run.info.run_id, "FINISHED", end_time=ts)
         report.created += 1
+        if dry_run:
+            continue
+        if row.dataset not in exp_ids:
+            exp_ids[row.dataset] = tracking.history_experiment(client, row.dataset)
+        tracking.log_history_run(client, exp_ids[row.dataset], row.name, tags, metrics_of(row),
+                                 base + SPACING_MS * order)
     return report

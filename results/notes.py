@@ -12,17 +12,17 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DATASETS = ("voc", "camvid", "cityscapes", "aerial", "synthetic")
+from data import registry
 
-# Heading words -> dataset (first match in this order wins).
-_HEADING_DATASET = (
-    ("cityscapes", "cityscapes"),
-    ("camvid", "camvid"),
-    ("aerial", "aerial"),
-    ("synthetic", "synthetic"),
-    ("pascal", "voc"),
-    ("voc", "voc"),
-)
+
+def datasets() -> tuple[str, ...]:
+    """The declared datasets (``conf/dataset/*.yaml`` through ``data.registry``), in listing order."""
+    return registry.names()
+
+
+def _heading_word(token: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![a-z]){re.escape(token.lower())}(?![a-z])")
+
 
 _SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -62,6 +62,7 @@ class NotesRow:
     params: float | None
     cell: Cell
     metric: str  # "val" or "test": what the table's mIoU column reports
+    group: str = ""  # "<table line>:<n>": the notes' visual groups (``--|--`` rows inside a table)
 
 
 @dataclass(frozen=True)
@@ -149,12 +150,12 @@ def split_row(line: str) -> list[str]:
 
 
 def heading_dataset(heading: str) -> str | None:
-    """The dataset a section heading talks about (``Camvid`` -> ``camvid``), or None."""
+    """The dataset a section heading talks about (``Camvid`` -> ``camvid``, ``Pascal VOC`` -> ``voc``), or
+    None: the first declared name token (``data.registry``) that the heading holds as a word."""
     low = heading.lower()
-    for word, ds in _HEADING_DATASET:
-        if word in low:
-            return ds
-    return None
+    hits = [(m.start(), ds) for token, ds in registry.dataset_of_token().items()
+            if (m := _heading_word(token).search(low)) is not None]
+    return min(hits)[1] if hits else None
 
 
 def _roles(header: list[str]) -> tuple[int | None, int | None, str]:
@@ -206,9 +207,11 @@ def _read_table(
         why = "no mIoU column" if miou_col is None else f"section {section!r} names no dataset"
         skipped.append(SkippedTable(start + 1, section, why))
         return end
+    group = 0
     for j in range(start + 2, end):
         if _SEPARATOR.match(lines[j]):
-            continue  # a visual group separator inside the table
+            group += 1  # a visual group separator inside the table: the render keeps it
+            continue
         cells = split_row(lines[j]) + [""] * len(header)
         if not cells[0]:
             continue
@@ -223,11 +226,29 @@ def _read_table(
                 params=parse_params(params_raw),
                 cell=parse_cell(cells[miou_col], kind),
                 metric=kind,
+                group=f"{start + 1}:{group}",
             )
         )
     return end
 
 
+class NotesFileError(ValueError):
+    """A notes file that cannot be read as text; the message names the file and the fix."""
+
+
+def read_text(path: Path) -> str:
+    """A notes file's text (UTF-8, line endings kept); NotesFileError when it is not UTF-8 text."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            text = f.read()
+    except UnicodeDecodeError as exc:
+        raise NotesFileError(f"{path} is not UTF-8 text (byte {exc.start}): give the markdown notes file, "
+                             "saved as UTF-8") from None
+    if "\0" in text:
+        raise NotesFileError(f"{path} holds NUL bytes (a binary file?): give the markdown notes file")
+    return text
+
+
 def read_notes(path: Path) -> tuple[list[NotesRow], list[SkippedTable]]:
     """Parse a notes file (UTF-8)."""
-    return parse_notes(Path(path).read_text(encoding="utf-8"))
+    return parse_notes(read_text(Path(path)))

@@ -34,15 +34,21 @@ TAGS = {
     "segsweep.notes_approx": "approx",
     "segsweep.notes_order": "notes_order",
     "segsweep.notes_metric": "notes_metric",
+    "segsweep.notes_group": "notes_group",
+    "segsweep.sweep": "sweep",
     "mlflow.parentRunId": "parent_run_id",
 }
-METRICS = ("params_M", "val_mIoU", "final_val_mIoU", "test_mIoU")
+METRICS = ("params_M", "val_mIoU", "final_val_mIoU", "test_mIoU", "final_test_mIoU")
 
 COLUMNS = [
     "run_id", "experiment_id", "experiment", "run_name", "name", "display", "dataset", "source", "status",
     "start_time", "params_M", "val_mIoU", "test_mIoU", "epochs", "seed", "git_commit",
     "config_hash", "sweep_id", "parent_run_id", "trial", "error", "remark", "approx", "notes_order", "notes_metric",
+    "notes_group", "kind", "sweep",
 ]  # fmt: skip
+
+
+PARENT_KINDS = ("sweep", "search")  # parent runs summarise their jobs; they are not results
 
 
 class StoreError(RuntimeError):
@@ -68,12 +74,23 @@ def load_runs(tracking_uri: str | None = None) -> pd.DataFrame:
     """Every active run of every active experiment, one row each (see ``COLUMNS``).
 
     ``val_mIoU`` is ``final_val_mIoU`` when logged, else the latest per-epoch ``val_mIoU``;
-    ``epochs`` is the step of the latest ``val_mIoU``.
+    ``test_mIoU`` likewise; ``epochs`` is the step of the latest per-epoch ``val_mIoU``/``test_mIoU``.
     """
+    frame = _finish(_load(tracking_uri))
+    return frame[~frame["kind"].isin(PARENT_KINDS)].reset_index(drop=True)
+
+
+def load_runs_and_parents(tracking_uri: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the runs of ``load_runs``, the parent runs of sweeps and searches), from one read of the store."""
+    frame = _finish(_load(tracking_uri))
+    parent = frame["kind"].isin(PARENT_KINDS)
+    return frame[~parent].reset_index(drop=True), frame[parent].reset_index(drop=True)
+
+
+def _load(tracking_uri: str | None) -> pd.DataFrame:
     uri = tracking_uri or default_uri()
     path = sqlite_path(uri)
-    frame = _load_sqlite(path) if path is not None else _load_search(uri)
-    return _finish(frame)
+    return _load_sqlite(path) if path is not None else _load_search(uri)
 
 
 def _load_sqlite(path: Path) -> pd.DataFrame:
@@ -108,7 +125,8 @@ def _load_sqlite(path: Path) -> pd.DataFrame:
     wide_tags = tags.pivot(index="run_uuid", columns="key", values="value").rename(columns=TAGS)
     metrics.loc[metrics["is_nan"].astype(bool), "value"] = float("nan")
     wide = metrics.pivot(index="run_uuid", columns="key", values="value")
-    steps = metrics[metrics["key"] == "val_mIoU"].set_index("run_uuid")["step"].rename("epochs")
+    per_epoch = metrics[metrics["key"].isin(["val_mIoU", "test_mIoU"])]
+    steps = per_epoch.groupby("run_uuid")["step"].max().rename("epochs")
     out = runs.join(wide_tags).join(wide).join(steps)
     out.index.name = "run_id"
     out["start_time"] = pd.to_datetime(out["start_time"], unit="ms", utc=True)
@@ -144,14 +162,15 @@ def _finish(df: pd.DataFrame) -> pd.DataFrame:
     for col in [*COLUMNS, *METRICS, *TAGS.values()]:
         if col not in df.columns:
             df[col] = None
-    df = df[~df["kind"].isin(["sweep", "search"])].copy()  # parent runs of sweeps/searches are not results
+    df = df.copy()
     df["name"] = df["name"].fillna(df["run_name"])
     df["display"] = df["notes_name"].fillna(df["name"])
     df["dataset"] = df["dataset"].fillna(df["experiment"])
     df["source"] = df["source"].fillna("segsweep")
-    for col in ("params_M", "val_mIoU", "final_val_mIoU", "test_mIoU", "epochs"):
+    for col in ("params_M", "val_mIoU", "final_val_mIoU", "test_mIoU", "final_test_mIoU", "epochs"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["val_mIoU"] = df["final_val_mIoU"].where(df["final_val_mIoU"].notna(), df["val_mIoU"])
+    df["test_mIoU"] = df["final_test_mIoU"].where(df["final_test_mIoU"].notna(), df["test_mIoU"])
     notes_epoch = pd.to_numeric(df["notes_epoch"], errors="coerce")
     df["epochs"] = df["epochs"].where(df["epochs"].notna(), notes_epoch)
     df["notes_order"] = pd.to_numeric(df["notes_order"], errors="coerce")

@@ -4,10 +4,12 @@
     ...generated...
     <!-- segsweep:end camvid -->
 
-KEY is a dataset (``voc``, ``camvid``, ``cityscapes``, ``aerial``, ``synthetic``) or any label; options
-after it: ``cols=`` (params, val, test, epochs, status, seeds, link), ``sort=`` (time, name, miou),
-``dataset=``, ``name=`` (a glob over names), ``sweep=`` (a sweep id), ``commit=`` (the reference git
-commit of the stale check), ``link=`` (the MLflow UI base URL). Everything outside the blocks is kept
+KEY is a dataset (``data.registry.names()``: voc, camvid, cityscapes, aerial, synthetic), or a label
+when ``dataset=``, ``name=`` or ``sweep=`` says which runs it shows (a KEY that is neither is refused:
+it would fill the block with every run). Options after it: ``cols=`` (params, val, test, epochs,
+status, seeds, link; default: what the runs report), ``sort=`` (time, name, miou), ``dataset=``,
+``name=`` (a glob over names), ``sweep=`` (a sweep id), ``commit=`` (the reference git commit of the
+stale check), ``link=`` (the MLflow UI base URL). Everything outside the blocks is kept
 byte for byte; the file is replaced atomically.
 """
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from results.notes import DATASETS
+from results.notes import datasets, read_text
 from results.tables import HashFn, TableSpec, render_table
 
 BEGIN = re.compile(r"^\s*<!--\s*segsweep:begin\b\s*(?P<body>.*?)\s*-->\s*$")
@@ -57,7 +59,13 @@ def parse_spec(body: str, line: int) -> TableSpec:
         if not sep or k not in OPTIONS:
             raise MarkerError(f"line {line}: unknown option {part!r}; known: {', '.join(o + '=' for o in OPTIONS)}")
         opts[k] = v
-    kwargs: dict = {"key": key, "dataset": opts.get("dataset", key if key in DATASETS else None)}
+    known = datasets()
+    if key not in known and not {"dataset", "name", "sweep"} & set(opts):
+        raise MarkerError(f"line {line}: unknown KEY {key!r}: use a dataset ({', '.join(known)}) or say which "
+                          f"runs the block shows with dataset=, name= or sweep=")
+    if "dataset" in opts and opts["dataset"] not in known:
+        raise MarkerError(f"line {line}: unknown dataset={opts['dataset']}; known: {', '.join(known)}")
+    kwargs: dict = {"key": key, "dataset": opts.get("dataset", key if key in known else None)}
     if "cols" in opts:
         kwargs["columns"] = tuple(c for c in opts["cols"].split(",") if c)
     for k, field_ in (("sort", "sort"), ("name", "name"), ("sweep", "sweep"), ("commit", "commit")):
@@ -169,8 +177,7 @@ def render_file(
 ) -> tuple[str, str]:
     """Regenerate ``path``'s blocks; return (old text, new text). Writes only when it changes."""
     path = Path(path)
-    with open(path, encoding="utf-8", newline="") as f:
-        old = f.read()
+    old = read_text(path)  # NotesFileError (a ValueError) for a file that is not UTF-8 text
     new = regenerate(old, runs, hash_fn)
     if write and new != old:
         atomic_write(path, new)

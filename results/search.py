@@ -19,7 +19,7 @@ def trials_frame(parent_run_id: str, tracking_uri: str | None = None) -> pd.Data
 
 
 def trials_table(parent_run_id: str, tracking_uri: str | None = None) -> str:
-    """Markdown: Trial | Arch | #Params(M) | Val mIoU | Status, the best mIoU in bold."""
+    """Markdown: Trial | Arch | Seed | #Params(M) | Val mIoU | Status, the best mIoU in bold."""
     kids = trials_frame(parent_run_id, tracking_uri)
     if kids.empty:
         return f"_No trials under run `{parent_run_id}`._"
@@ -32,6 +32,7 @@ def trials_table(parent_run_id: str, tracking_uri: str | None = None) -> str:
         {
             "Trial": kids["trial"].astype(str),
             "Arch": kids["name"].astype(str),
+            "Seed": kids["seed"].fillna("").astype(str),
             "#Params(M)": kids["params_M"].map(fmt),
             "Val mIoU": cells,
             "Status": kids["status"],

@@ -45,7 +45,10 @@ class ConfigHashes:
 
     def _tree_digest(self) -> str:
         """Digest of what decides a name's config today: the conf tree and the codec's source."""
-        h = hashlib.sha256(Path(self._naming.__file__).read_bytes())
+        h = hashlib.sha256()
+        codec = Path(self._naming.__file__).parent  # the codec package: its table and its config builder
+        for f in sorted(codec.rglob("*.py")):
+            h.update(str(f.relative_to(codec)).encode() + b"\0" + f.read_bytes())
         conf = Path(self._naming.CONF_DIR)
         for f in sorted(conf.rglob("*.yaml")):
             h.update(str(f.relative_to(conf)).encode() + b"\0" + f.read_bytes())

@@ -1,8 +1,11 @@
 """Runs DataFrame -> a results table in the notes' style (markdown through pandas/tabulate).
 
-One row per name: repeats of a name with different seeds are aggregated as ``mean ± std (n)``;
-rows imported from the notes stay one row each (they are history, with unknown seeds); runs that
-are not FINISHED get their own row with their status. The best value of each metric is **bold**.
+One row per name (the canonical name, seed excluded): repeats of a name with different seeds are
+aggregated as ``mean ± std (n)`` and the Seeds column lists them; rows imported from the notes stay one
+row each (they are history, with unknown seeds) and keep the notes' groups (``--|--`` rows) when the
+table is in time order; runs that are not FINISHED get their own row with their status (a FAILED one
+with the first line of its error). The best value of each metric is **bold**. Without ``cols=``, the
+columns follow what the selected runs report (a CamVid run evaluated on ``test``: the Test column).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class TableSpec:
 
     key: str
     dataset: str | None = None
-    columns: tuple[str, ...] = ("params", "val")
+    columns: tuple[str, ...] | None = None  # None: what the runs report (see default_columns)
     sort: str = "time"
     name: str | None = None
     sweep: str | None = None
@@ -45,7 +48,7 @@ class TableSpec:
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        bad = [c for c in self.columns if c not in COLUMN_TITLES]
+        bad = [c for c in self.columns or () if c not in COLUMN_TITLES]
         if bad:
             raise ValueError(f"unknown column(s) {bad} in table {self.key!r}; known: {sorted(COLUMN_TITLES)}")
         if self.sort not in SORTS:
@@ -58,6 +61,25 @@ def fmt(value: float | None) -> str:
         return ""
     text = f"{value:.2f}".rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
+
+
+def reported_splits(sel: pd.DataFrame) -> list[str]:
+    """The splits ("val", "test") the runs report as their result: a notes row the split of its table's
+    mIoU column (a side value such as ``(val:62.5)`` does not count), a segsweep run what it logged."""
+    notes = sel["source"] == "notes"
+    out = []
+    for split in ("val", "test"):
+        by_notes = (notes & (sel["notes_metric"].fillna("val") == split)).any()
+        by_runs = (~notes & sel[METRIC_OF[split]].notna()).any()
+        if by_notes or by_runs:
+            out.append(split)
+    return out or ["val"]
+
+
+def default_columns(sel: pd.DataFrame) -> tuple[str, ...]:
+    """#Params, the reported splits, and the seeds when segsweep runs (which have seeds) are listed."""
+    seeds = ("seeds",) if (sel["source"] != "notes").any() else ()
+    return ("params", *reported_splits(sel), *seeds)
 
 
 def select(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
@@ -88,6 +110,8 @@ def _aggregate(sel: pd.DataFrame) -> pd.DataFrame:
         remark=("remark", "first"),
         approx=("approx", "first"),
         notes_order=("notes_order", "first"),
+        notes_group=("notes_group", "first"),
+        error=("error", "first"),
         start=("start_time", "min"),
         params=("params_M", "mean"),
         epochs=("epochs", "max"),
@@ -125,6 +149,8 @@ def _metric_cell(r, col: str, show_epoch: bool) -> tuple[float | None, str]:
         if not text:
             return None, ", ".join(extra)
         return value, text + (f" ({', '.join(extra)})" if extra else "")
+    if r.status == "FAILED":
+        return None, ""  # the error is told once, in the table's first metric column (see _failed_cell)
     if r.status != "FINISHED":
         where = f"epoch {int(r.epochs)}: " if not pd.isna(r.epochs) else ""
         return None, f"{r.status} ({where}{fmt(mean)})" if not pd.isna(mean) else str(r.status)
@@ -167,18 +193,52 @@ def _order(a: pd.DataFrame, spec: TableSpec, best_col: str) -> pd.DataFrame:
     return a
 
 
+def _failed_cell(r, with_status: bool, width: int = 90) -> str:
+    """A FAILED row's one line: its error (``segsweep.error``), with the word FAILED unless a Status
+    column already says it."""
+    error = str(r.error).splitlines()[0] if isinstance(r.error, str) and r.error.strip() else ""
+    error = error if len(error) <= width else error[: width - 1] + "…"
+    text = error.replace("|", "\\|")
+    if with_status:
+        return text or "(no error recorded)"
+    return f"FAILED: {text}" if text else "FAILED"
+
+
+def _groups(a: pd.DataFrame) -> list[str]:
+    """Each row's group: the notes' table group of a notes row, one group for segsweep's runs."""
+    return [str(g) if s == "notes" and isinstance(g, str) and g else "segsweep"
+            for s, g in zip(a["source"], a["notes_group"], strict=True)]
+
+
+def _with_separators(text: str, groups: list[str]) -> str:
+    """The markdown table with a ``|--|--|`` row wherever the group changes (the notes' separators)."""
+    lines = text.split("\n")
+    head, rule, body = lines[:2], lines[1], lines[2 : 2 + len(groups)]
+    out = [*head]
+    for i, line in enumerate(body):
+        if i and groups[i] != groups[i - 1]:
+            out.append(rule)
+        out.append(line)
+    return "\n".join(out + lines[2 + len(groups) :])
+
+
 def render_table(df: pd.DataFrame, spec: TableSpec, hash_fn: HashFn | None = None) -> str:
     """The markdown of one table (plus its footnotes), from the runs DataFrame of ``query.load_runs``."""
     sel = select(df, spec)
     if sel.empty:
         return f"_No runs yet for `{spec.key}`._"
+    columns = spec.columns or default_columns(sel)
     a = _aggregate(sel)
-    show_epoch = "epochs" not in spec.columns
+    show_epoch = "epochs" not in columns
     for col in ("val", "test"):
         pairs = [_metric_cell(r, col, show_epoch) for r in a.itertuples()]
         a[f"{col}_best"] = [p[0] for p in pairs]
         a[f"{col}_cell"] = [p[1] for p in pairs]
-    metric = next((c for c in spec.columns if c in METRIC_OF), "val")
+    shown = [c for c in columns if c in METRIC_OF]
+    if shown:  # a FAILED row tells its error once, in the first metric column
+        failed = a["status"] == "FAILED"
+        a.loc[failed, f"{shown[0]}_cell"] = [_failed_cell(r, "status" in columns) for r in a[failed].itertuples()]
+    metric = next((c for c in shown if a[f"{c}_best"].notna().any()), shown[0] if shown else "val")
     a = _order(a, spec, f"{metric}_best")
     flags, ref = _stale_flags(sel, spec, hash_fn)
     other_commit = set(sel.loc[flags.index[flags["commit"]], "run_id"])
@@ -188,9 +248,11 @@ def render_table(df: pd.DataFrame, spec: TableSpec, hash_fn: HashFn | None = Non
         for runs in a["runs"]
     ]
     cols: dict[str, list[str]] = {"Arch": [str(d).replace("|", "\\|") + m for d, m in zip(a["display"], marks, strict=True)]}
-    for col in spec.columns:
+    for col in columns:
         cols[COLUMN_TITLES[col]] = _column(a, col, spec)
     text = pd.DataFrame(cols).to_markdown(index=False, tablefmt="pipe", disable_numparse=True)
+    if spec.sort == "time":
+        text = _with_separators(text, _groups(a))
     notes = []
     if any(DAGGER in m for m in marks):
         notes.append(f"{DAGGER} made at another git commit than the table's reference `{str(ref)[:10]}`.")
@@ -216,8 +278,10 @@ def _column(a: pd.DataFrame, col: str, spec: TableSpec) -> list[str]:
     if col == "status":
         return ["notes" if s == "notes" else str(st) for s, st in zip(a["source"], a["status"], strict=True)]
     if col == "seeds":
-        return list(a["seeds"])
+        return [s.replace(",", ", ") for s in a["seeds"]]
+    from sweeper.tracking import ui_url
+
     return [
-        " ".join(f"[{r[:7]}]({spec.link_base}/#/experiments/{e}/runs/{r})" for r in runs)
+        " ".join(f"[{r[:7]}]({ui_url(spec.link_base, e, r)})" for r in runs)
         for runs, e in zip(a["runs"], a["exp"], strict=True)
     ]

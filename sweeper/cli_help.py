@@ -25,17 +25,30 @@ def _escape(text: str) -> str:
     return text.replace("$", "$$")
 
 
-def group_options(conf_dir: Path = CONF_DIR) -> dict[str, list[str]]:
-    """{group: options} of conf/, without Hydra's own groups and without ``_*`` (internal) files."""
-    groups = {}
-    for group in sorted(p for p in conf_dir.iterdir() if p.is_dir() and p.name != "hydra"):
-        options = sorted(f.stem for f in group.glob("*.yaml") if not f.name.startswith("_"))
-        if options:
-            groups[group.name] = options
-    return groups
+def _public(options: list[str]) -> list[str]:
+    return sorted(o for o in options if not o.startswith("_"))
 
 
-def format_groups(conf_dir: Path = CONF_DIR) -> str:
+def group_options(conf_dir: Path | None = None) -> dict[str, list[str]]:
+    """{group: options} without Hydra's own groups and without ``_*`` (internal) files.
+
+    From the running Hydra app's config loader (files and structured configs alike, e.g. the
+    registered ``dense{L}k{K}`` backbones), or from the files of ``conf_dir`` when given.
+    """
+    if conf_dir is not None:
+        groups = {p.name: _public([f.stem for f in p.glob("*.yaml")])
+                  for p in sorted(conf_dir.iterdir()) if p.is_dir() and p.name != "hydra"}
+        return {g: opts for g, opts in groups.items() if opts}
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
+
+    loader = GlobalHydra.instance().config_loader()
+    groups = {g: _public(list(loader.get_group_options(g, ObjectType.CONFIG)))
+              for g in sorted(loader.list_groups("")) if g != "hydra"}
+    return {g: opts for g, opts in groups.items() if opts}
+
+
+def format_groups(conf_dir: Path | None = None) -> str:
     """One ``group: a, b, c`` line per config group."""
     groups = group_options(conf_dir)
     width = max((len(g) for g in groups), default=0) + 1

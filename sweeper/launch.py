@@ -22,6 +22,7 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from sweeper import sweep_record
 from sweeper.resolvers import own_overrides, sweep_id_of
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def cell_info(cfg: DictConfig) -> dict[str, Any]:
     experiment = str(cfg.tracking.experiment)
     return {"name": name, "dataset": str(cfg.dataset.name), "run_key": naming.run_key(name, config_hash),
             "uri": uri, "experiment": experiment, "experiment_id": tracking.ensure_experiment(uri, experiment),
-            "epochs": int(cfg.train.epochs)}
+            "epochs": int(cfg.train.epochs), "seed": str(cfg.seed)}
 
 
 def open_parents(config: DictConfig, cells: Sequence[Mapping[str, Any]], sweep_dir: Path) -> dict[str, str]:
@@ -123,6 +124,7 @@ def open_parents(config: DictConfig, cells: Sequence[Mapping[str, Any]], sweep_d
                 KIND_TAG: "sweep", tracking.TAG + "sweep_id": sid, tracking.TAG + "sweep": name,
                 "mlflow.runName": name}).info.run_id
         tracking.set_tags(client, run_id, {tracking.TAG + "sweep_dir": str(sweep_dir)})
+        sweep_record.record_start(client, run_id, sweep_overrides(config), name, sweep_record.cells_of(cells, cell))
         parents[f"{cell['uri']}|{cell['experiment']}"] = run_id
     os.environ[PARENTS_ENV] = json.dumps(parents)
     os.environ[SWEEP_ID_ENV] = sid
@@ -156,6 +158,7 @@ def close_parents(parents: Mapping[str, str], returns: Sequence[JobReturn], inte
 
     failed = any(result(r).get("status") == "FAILED" for r in returns)
     status = "KILLED" if interrupted else "FAILED" if failed else "FINISHED"
+    sweep_record.close_record(parents, [str(result(r).get("status")) for r in returns])  # counts, summary
     for key, run_id in parents.items():
         try:
             tracking.client_for(key.split("|", 1)[0]).set_terminated(run_id, status)

@@ -197,7 +197,10 @@ class SearchParentRun:
             run_id = runs[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
             return run_id
-        tags = {"segsweep.sweep_id": self.sweep_id, "segsweep.kind": "search", "segsweep.source": "segsweep"}
+        from sweeper import sweep_record
+
+        tags = {"segsweep.sweep_id": self.sweep_id, "segsweep.kind": "search", "segsweep.source": "segsweep",
+                "segsweep.command": sweep_record.command_line()}
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"search.{self.sweep_id}")
         return run.info.run_id
 
@@ -247,5 +250,8 @@ class SearchParentRun:
         self.client.log_artifact(self.run_id, str(path))
 
     def finish(self, status: str = "FINISHED") -> None:
-        """Close the parent run (FINISHED or FAILED)."""
+        """Close the parent run (FINISHED or FAILED), its description the trials' summary table."""
+        from sweeper import sweep_record
+
+        sweep_record.close_record({f"{self.tracking_uri}|": self.run_id}, [])
         self.client.set_terminated(self.run_id, status=status)

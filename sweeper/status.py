@@ -1,4 +1,4 @@
-"""``python -m sweeper status [SWEEP] [--watch]``: each cell of a sweep with its state and progress.
+"""``python -m sweeper status [SWEEP] [--watch | --markdown]``: each cell of a sweep with its state and progress.
 
 SWEEP is a sweep dir (``hydra.sweep.dir``; the launchers write ``segsweep_cells.json`` or
 ``slurm_jobs.json`` there), a sweep id (tag ``segsweep.sweep_id`` of the parent run), or nothing: the
@@ -116,14 +116,44 @@ def render(sweep_dir: Path) -> tuple[str, bool]:
     return text, all(r["state"] in TERMINAL for r in rows)
 
 
+def render_markdown(sweep_dir: Path) -> str:
+    """The sweep as a markdown page: its command, where it lives, its counts and one row per cell
+    (with the cell's seed, so two seeds of one name never look like one run twice)."""
+    from tabulate import tabulate
+
+    manifest = json.loads((sweep_dir / MANIFEST).read_text()) if (sweep_dir / MANIFEST).exists() else {}
+    cells = read_cells(sweep_dir)
+    rows = []
+    for cell in cells:
+        row = cell_row(cell)
+        row = {"name": f"`{row.pop('name')}`", "seed": str(cell.get("seed", "")), **row}
+        rows.append({k: str(v).replace("|", "\\|") for k, v in row.items()})
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    title = manifest.get("sweep") or f"sweep {sweep_dir.name}"
+    head = [f"# {title}", "", f"- sweep dir: `{sweep_dir}`"]
+    if manifest.get("sweep_id"):
+        head.append(f"- sweep id: `{manifest['sweep_id']}`")
+    head += [f"- parent run: `{run_id}` ({key.split('|', 1)[1]})" for key, run_id in manifest.get("parents", {}).items()]
+    if _detached_line(sweep_dir):
+        head.append(f"- {_detached_line(sweep_dir)}")
+    head.append("- " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no cells"))
+    return "\n".join(head) + "\n\n" + tabulate(rows, headers="keys", tablefmt="pipe", disable_numparse=True) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sweeper status", description=__doc__.splitlines()[0])
     parser.add_argument("sweep", nargs="?", help="sweep dir or sweep id (default: the newest sweep)")
     parser.add_argument("--watch", nargs="?", type=float, const=5.0, default=None, metavar="SECONDS",
                         help="refresh every SECONDS (5) until every cell has ended")
+    parser.add_argument("--markdown", action="store_true", help="print the sweep as a markdown page (once)")
     args = parser.parse_args(argv)
     try:
         sweep_dir = find_sweep(args.sweep)
+        if args.markdown:
+            print(render_markdown(sweep_dir), end="", flush=True)
+            return 0
         while True:
             text, done = render(sweep_dir)
             if args.watch:

@@ -81,14 +81,17 @@ def ensure_experiment(uri: str, name: str) -> str:
         client = client_for(uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
+            describe_experiment(client, experiment.experiment_id, name)  # the UI opens on its runs table
             return experiment.experiment_id
         try:
-            return client.create_experiment(name)
+            experiment_id = client.create_experiment(name)
         except Exception:  # created meanwhile by another process
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
                 raise
             return experiment.experiment_id
+        describe_experiment(client, experiment_id, name)
+        return experiment_id
     except Exception as error:
         raise RuntimeError(store_error(uri, error)) from error
 
@@ -312,3 +315,62 @@ class MlflowCallback(Callback):
 def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
     items = tags.items() if isinstance(tags, Mapping) else tags
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in items])
+
+
+# --------------------------------------------------------------------------- experiments, imported history
+# (owned by the results helper: experiment tags for the MLflow UI and the notes importer's writes)
+
+#: MLflow 3's UI reads this experiment tag to choose its landing page (the JS bundle's ``experimentKind``):
+#: ``custom_model_development`` opens the runs table ("Machine learning"), not the GenAI overview.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # the description the UI shows (experiments and runs)
+#: MLflow 3.17's UI chooses GenAI or model-training pages by the ``workflowType`` URL parameter (else the
+#: browser's last choice, GenAI at first), not by the tag: segsweep's links carry it.
+UI_QUERY = "workflowType=machine_learning"
+
+
+def ui_url(base: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The MLflow UI page of an experiment's runs table (or of one run) that opens on model training."""
+    page = f"{base.rstrip('/')}/#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{page}?{UI_QUERY}"
+
+
+def experiment_description(name: str) -> str:
+    """The markdown description of a segsweep experiment (one per dataset)."""
+    return (f"segsweep runs on **{name}**: one run per name and seed (`segsweep.name`, `segsweep.seed`); "
+            "sweep and search parents (`segsweep.kind`) summarise their jobs in their description. "
+            "Compare `final_val_mIoU` / `final_test_mIoU` (the split each run was evaluated on) against "
+            "`params_M`; runs with `segsweep.source = notes` are the notes' history, imported.")
+
+
+def describe_experiment(client: MlflowClient, experiment_id: str, name: str) -> None:
+    """Tag an experiment so the UI opens on its runs table, with a description (kept when set)."""
+    tags = client.get_experiment(experiment_id).tags
+    if tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    if not tags.get(NOTE_TAG):
+        client.set_experiment_tag(experiment_id, NOTE_TAG, experiment_description(name))
+
+
+def history_experiment(client: MlflowClient, name: str) -> str:
+    """The (described) experiment imported history goes to, created if needed."""
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = experiment.experiment_id if experiment is not None else client.create_experiment(name)
+    describe_experiment(client, experiment_id, name)
+    return experiment_id
+
+
+def log_history_run(client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str],
+                    metrics: Mapping[str, tuple[float, int]], start_time_ms: int) -> str:
+    """One FINISHED run of imported history: ``metrics`` is {key: (value, step)}; it starts at
+    ``start_time_ms`` and lasts 0 ms, which its ``segsweep.imported`` tag and description explain."""
+    tags = {**tags, TAG + "imported": "true",
+            NOTE_TAG: (f"Imported history (`{tags.get(TAG + 'notes_file', 'notes')}` line "
+                       f"{tags.get(TAG + 'notes_line', '?')}): the start time keeps the notes' order, "
+                       "the duration (0) is unknown.")}
+    run = client.create_run(experiment_id, start_time=start_time_ms, tags=dict(tags), run_name=run_name)
+    batch = [Metric(k, float(v), start_time_ms, int(step)) for k, (v, step) in metrics.items()]
+    client.log_batch(run.info.run_id, metrics=batch)
+    client.set_terminated(run.info.run_id, "FINISHED", end_time=start_time_ms)
+    return run.info.run_id

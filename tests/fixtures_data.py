@@ -122,3 +122,79 @@ def make_aerial(root: Path, list_dir: Path) -> None:
             lines[split].append(f"{img.resolve()} {gt.resolve()}")
     for split, ls in lines.items():
         write_lines(list_dir / f"{split}.txt", ls)
+
+
+# --- raw downloads, in their real layouts (for `python -m data prepare`) ---------------------------
+def voc_palette() -> list[int]:
+    """The VOC colour map (bitwise, as VOCdevkit's VOClabelcolormap.m)."""
+    palette = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+def make_sbd(root: Path, train: list[str], val: list[str], size: tuple[int, int] = (H, W)) -> dict[str, np.ndarray]:
+    """benchmark_RELEASE/dataset/{cls/<id>.mat (GTcls struct), img/<id>.jpg, train.txt, val.txt}."""
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(4)
+    base = root / "benchmark_RELEASE" / "dataset"
+    labels = {}
+    for image_id in train + val:
+        seg = rng.choice(np.array([0, 3, 15], dtype=np.uint8), size=size)
+        boundaries = np.empty((20, 1), dtype=object)
+        boundaries[:] = [[np.zeros(size, dtype=np.uint8)] for _ in range(20)]
+        gtcls = {"Segmentation": seg, "Boundaries": boundaries, "CategoriesPresent": np.unique(seg[seg > 0])}
+        savemat(_mk(base / "cls" / f"{image_id}.mat"), {"GTcls": gtcls})
+        Image.fromarray(rand_image(rng, *size)).save(_mk(base / "img" / f"{image_id}.jpg"), quality=95)
+        labels[image_id] = seg
+    write_lines(base / "train.txt", train)
+    write_lines(base / "val.txt", val)
+    return labels
+
+
+def make_voc_devkit(root: Path, train: list[str], val: list[str], extra_images: list[str] = (),
+                    size: tuple[int, int] = (H, W)) -> dict[str, np.ndarray]:
+    """VOCdevkit/VOC2012/{JPEGImages, SegmentationClass (palette PNGs, 255 boundaries), ImageSets/Segmentation}."""
+    rng = np.random.default_rng(5)
+    base = root / "VOCdevkit" / "VOC2012"
+    labels = {}
+    for image_id in [*train, *val, *extra_images]:
+        Image.fromarray(rand_image(rng, *size)).save(_mk(base / "JPEGImages" / f"{image_id}.jpg"), quality=95)
+    for image_id in train + val:
+        seg = rng.choice(np.array([0, 1, 20, 255], dtype=np.uint8), size=size)
+        img = Image.frombytes("P", seg.shape[::-1], seg.tobytes())
+        img.putpalette(voc_palette())
+        img.save(_mk(base / "SegmentationClass" / f"{image_id}.png"))
+        labels[image_id] = seg
+    write_lines(base / "ImageSets" / "Segmentation" / "train.txt", train)
+    write_lines(base / "ImageSets" / "Segmentation" / "val.txt", val)
+    write_lines(base / "ImageSets" / "Segmentation" / "trainval.txt", train + val)
+    return labels
+
+
+def make_inria(root: Path, cities: dict[str, int], side: int = 40) -> Path:
+    """AerialImageDataset/train/{images,gt}/<city><n>.tif (RGB tiles, gt 0/255) + test/images."""
+    rng = np.random.default_rng(6)
+    base = root / "AerialImageDataset"
+    for city, count in cities.items():
+        for n in range(1, count + 1):
+            Image.fromarray(rand_image(rng, side, side)).save(_mk(base / "train" / "images" / f"{city}{n}.tif"))
+            gt = rng.choice(np.array([0, 255], dtype=np.uint8), size=(side, side))
+            Image.fromarray(gt).save(_mk(base / "train" / "gt" / f"{city}{n}.tif"))
+    Image.fromarray(rand_image(rng, side, side)).save(_mk(base / "test" / "images" / "bellingham1.tif"))
+    return base
+
+
+def truncate(path: Path, keep: float = 0.9) -> Path:
+    """Cut ``path`` to ``keep`` of its bytes (a download or copy that stopped early)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path

@@ -191,6 +191,17 @@ def test_multiscale_is_the_mean_of_per_scale_softmax_at_full_size():
     assert torch.allclose(got.sum(0), torch.ones(20, 30), atol=1e-5)
 
 
+def test_scaled_sizes_are_truncated_as_in_the_original_code():
+    model = conv_model(1)
+    image = torch.randn(3, 375, 15)  # a VOC-high image: 0.5 x 375 = 187.5 -> 187 (round() gives 188)
+    with torch.no_grad():
+        got = predict(model, image, make_cfg(scales=(0.5,), tile=400))
+    x = nn.functional.interpolate(image[None], size=(187, 7), mode="bilinear", align_corners=False)[0]
+    expected = nn.functional.interpolate(whole_probs(model, x)[None], size=(375, 15), mode="bilinear",
+                                         align_corners=False)[0]
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
 # ---------------------------------------------------------------- evaluate()
 class OneHotDataset(torch.utils.data.Dataset):
     """Images whose channel c is large where the label is c; the first `good` images match their labels."""

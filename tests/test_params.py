@@ -1,7 +1,8 @@
 """#Params of every notes row that reports one: each row's name is parsed by the name codec, the
-model is built (no forward) and its parameter count must be within 5% of the notes' figure.
+model is built on the meta device (no forward) and its parameter count must be within 5% of the notes' figure.
 
 Rows where the notes themselves are wrong are strict xfails with the explanation (TOKENS.md §5).
+Configs come from the codec's Hydra-free semantic composition (exact, and what the model reads).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
+from omegaconf import DictConfig, OmegaConf
 
 from models.build import build_model, count_params_m
-from sweeper.naming import compose_config
+from sweeper import naming
 
 NOTES = Path(__file__).resolve().parent / "data" / "deeplab-notes.md"
 TOLERANCE = 0.05
@@ -60,6 +63,17 @@ def notes_rows(path: Path = NOTES) -> list[tuple[str, float]]:
 ROWS = notes_rows()
 
 
+def model_config(spec: str | list[str], extra: list[str] | None = None) -> DictConfig:
+    """The (semantic) run config of a name or of overrides: all that build_model reads."""
+    return OmegaConf.create(naming.semantic(spec, extra or []))
+
+
+def params_m(cfg: DictConfig) -> float:
+    """Parameters (M) of the model of ``cfg``, built on the meta device (shapes only: no memory, no init)."""
+    with torch.device("meta"):
+        return count_params_m(build_model(cfg))
+
+
 def _param(name: str, params: float):
     marks = []
     if name in WRONG_IN_NOTES:
@@ -80,8 +94,8 @@ def test_every_wrong_row_is_a_notes_row() -> None:
 
 @pytest.mark.parametrize(("name", "params"), [_param(n, p) for n, p in ROWS])
 def test_params_match_notes(name: str, params: float) -> None:
-    cfg = compose_config(name, extra=["init=scratch"])  # the count does not depend on the weights
-    built = count_params_m(build_model(cfg))
+    cfg = model_config(name, ["init=scratch"])  # the count does not depend on the weights
+    built = params_m(cfg)
     assert abs(built - params) <= TOLERANCE * params, (
         f"{name}: built {built:.2f}M, notes {params}M (dataset={cfg.dataset.name}, backbone={cfg.backbone})")
 
@@ -111,5 +125,5 @@ PLAIN = [
 @pytest.mark.parametrize(("overrides", "params"), [(o + DEEP, p) for o, p in DECODED] + PLAIN,
                          ids=lambda v: ",".join(v) if isinstance(v, list) else str(v))
 def test_params_match_decoded(overrides: list[str], params: float) -> None:
-    built = count_params_m(build_model(compose_config(overrides)))
+    built = params_m(model_config(overrides))
     assert abs(built - params) <= 0.1, f"built {built:.3f}M, decoded {params}M"

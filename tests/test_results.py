@@ -18,6 +18,7 @@ from results.query import load_runs
 from results.render import MarkerError, find_blocks, regenerate, render_file
 from results.tables import TableSpec, render_table
 
+SEPARATOR = re.compile(r"^\|[-:|]+\|$")
 NOTES = Path(__file__).parent / "data" / "deeplab-notes.md"
 DATASETS = ("voc", "camvid", "cityscapes", "aerial")
 
@@ -112,7 +113,8 @@ def test_import_names_through_the_codec(tmp_path):
 def _rendered_rows(text: str) -> list[dict[str, str]]:
     lines = [ln for ln in text.splitlines() if ln.startswith("|")]
     header = split_row(lines[0])
-    return [dict(zip(header, split_row(ln), strict=True)) for ln in lines[2:]]
+    rows = [ln for ln in lines[2:] if not SEPARATOR.match(ln)]  # the notes' group separators
+    return [dict(zip(header, split_row(ln), strict=True)) for ln in rows]
 
 
 def test_bar_every_notes_triple_appears_in_the_rendered_tables(notes_store, tmp_path):
@@ -210,11 +212,14 @@ def test_cli_check_dry_run_and_refusal(notes_store, tmp_path):
 # ---- segsweep runs: seeds, unfinished runs, stale marks -------------------------------------------
 
 
-def _run(client, exp, name, seed, val, *, status="FINISHED", commit="c1", chash="h", params=5.7, epochs=3):
+def _run(client, exp, name, seed, val, *, status="FINISHED", commit="c1", chash="h", params=5.7, epochs=3,
+         error=None):
     tags = {
         "segsweep.name": name, "segsweep.dataset": "camvid", "segsweep.seed": str(seed),
         "segsweep.git_commit": commit, "segsweep.config_hash": chash, "segsweep.source": "segsweep",
     }  # fmt: skip
+    if error:
+        tags["segsweep.error"] = error
     run = client.create_run(exp, run_name=name, tags=tags)
     ms = [Metric("params_M", params, 0, 0)]
     ms += [Metric("val_mIoU", val - (epochs - e), 0, e) for e in range(1, epochs + 1)]
@@ -235,7 +240,7 @@ def sweep_store(tmp_path_factory) -> str:
         _run(client, exp, "a", seed, val)
     _run(client, exp, "b", 0, 60.0, commit="c2")
     _run(client, exp, "c", 0, 45.0, status="RUNNING")
-    _run(client, exp, "d", 0, 30.0, status="FAILED")
+    _run(client, exp, "d", 0, 30.0, status="FAILED", error="RuntimeError: CUDA out of memory, batch 8\nmore")
     _run(client, exp, "e", 0, 40.0, chash="old")
     return uri
 
@@ -248,7 +253,10 @@ def test_table_seeds_status_bold_and_stale_marks(sweep_store):
     assert rows["a"]["Val mIoU"] == "52 ± 2 (3)"
     assert rows["b\u2020"]["Val mIoU"] == "**60**"  # reference = the newest run's commit (c1): b is †
     assert rows["c"]["Val mIoU"] == "RUNNING (epoch 3: 45)" and rows["c"]["Status"] == "RUNNING"
-    assert rows["d"]["Val mIoU"].startswith("FAILED")
+    failed = "RuntimeError: CUDA out of memory, batch 8"  # its first line, told once
+    assert (rows["d"]["Val mIoU"], rows["d"]["Status"]) == (failed, "FAILED")
+    without_status = {r["Arch"]: r for r in _rendered_rows(render_table(df, TableSpec("camvid", "camvid", ("val",))))}
+    assert without_status["d"]["Val mIoU"] == "FAILED: " + failed
     assert "e\u2021" in rows and "a" in rows  # e's hash "old" != "h"; a matches
     assert "\u2021 its config hash differs" in text
 
@@ -349,3 +357,24 @@ def test_trials_table_and_plot(tmp_path):
     assert [r["Trial"] for r in rows] == ["0", "1", "2"]
     assert rows[1]["Val mIoU"] == "**55.5**"
     assert trials_plot(parent, tmp_path / "t.png", uri).stat().st_size > 1000
+
+
+def test_config_hash_cache_follows_every_file_of_the_codec_package(tmp_path):
+    """An edit to the token table (any module of sweeper/naming/) invalidates the cached hashes."""
+    import types
+
+    from results.stale import ConfigHashes
+
+    package, conf = tmp_path / "naming", tmp_path / "conf"
+    package.mkdir()
+    conf.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tokens.py").write_text("TABLE = 1\n")
+    (conf / "sweep.yaml").write_text("seed: 0\n")
+    hashes = ConfigHashes()
+    hashes._naming = types.SimpleNamespace(__file__=str(package / "__init__.py"), CONF_DIR=str(conf))
+    before = hashes._tree_digest()
+    (package / "tokens.py").write_text("TABLE = 2\n")
+    assert hashes._tree_digest() != before
+    (conf / "sweep.yaml").write_text("seed: 1\n")
+    assert len({before, hashes._tree_digest()}) == 2

@@ -1,4 +1,6 @@
-"""A Hydra callback that regenerates ``results/README.md`` when a run or a sweep ends."""
+"""A Hydra callback that regenerates the results README (``outputs/results/README.md``) when a run or a
+sweep ends. It lives in ``results`` and Hydra instantiates it from ``conf/sweep.yaml`` by ``_target_``,
+so the import points one way: results -> sweeper, never sweeper -> results."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from results.query import StoreError
+from results.readme import DEFAULT_OUT, refresh
 from sweeper import tracking
 from sweeper.task import launch_dir
 
@@ -18,15 +22,12 @@ log = logging.getLogger(__name__)
 class RefreshResults(Callback):
     """Rewrite the results README (tables + plots) from the run's MLflow store."""
 
-    def __init__(self, out: str = "results/README.md", enabled: bool = True) -> None:
+    def __init__(self, out: str = str(DEFAULT_OUT), enabled: bool = True) -> None:
         self.out, self.enabled = out, enabled
 
     def _refresh(self, config: DictConfig) -> None:
         if not self.enabled:
             return
-        from results.query import StoreError
-        from results.readme import refresh  # read-only: results never writes MLflow
-
         out = Path(self.out)
         out = out if out.is_absolute() else launch_dir() / out
         try:

@@ -1,0 +1,266 @@
+"""A sweep's parent run as its record: what it varied, how its jobs ended, what was best.
+
+- params: each swept axis (``train.epochs`` = ``1,2``) and each fixed override (``dataset`` =
+  ``camvid``) under its own key, so the parent lines up with its jobs in the runs table; ``sweep.axes``
+  names the swept keys;
+- metrics: ``jobs_total``, ``jobs_finished``, ``jobs_failed``, ``jobs_running``, ``jobs_pending`` (and
+  ``jobs_skipped`` at the end: cells a re-run found already finished), ``best_final_val_mIoU`` /
+  ``best_final_test_mIoU``; the step is the number of jobs that have ended, so the chart shows progress;
+- description (``mlflow.note.content``): the summary table (markdown), rewritten as jobs end;
+- tag ``segsweep.command``: the command line.
+
+The pure functions build these from :class:`JobState` rows; ``record_start``/``refresh`` write them.
+A search's parent gets the same description and counts from its trial runs (``refresh_from_children``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+COMMAND_TAG = "segsweep.command"
+NOTE_TAG = "mlflow.note.content"
+SPLITS = ("val", "test")
+ENDED = ("FINISHED", "FAILED", "KILLED")
+
+
+@dataclass(frozen=True)
+class JobState:
+    """One job (cell or trial) of a sweep as its newest MLflow run tells it (PENDING: no run yet)."""
+
+    name: str
+    seed: str = ""
+    status: str = "PENDING"
+    run_id: str = ""
+    val: float | None = None  # final_val_mIoU
+    test: float | None = None  # final_test_mIoU
+    error: str = ""
+
+
+# --------------------------------------------------------------------------- pure decisions
+
+
+def split_overrides(overrides: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(swept axes {key: "v1,v2,..."}, fixed overrides {key: value as typed}) of a sweep command."""
+    axes, fixed = {}, {}
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group
+        if override.is_sweep_override():
+            axes[key] = ",".join(str(v) for v in override.sweep_string_iterator())
+        elif not override.is_delete():
+            fixed[key] = override.input_line.split("=", 1)[1]
+    return axes, fixed
+
+
+def parent_params(overrides: Sequence[str]) -> dict[str, str]:
+    """The parent run's params: every axis and fixed override under its key, plus ``sweep.axes``."""
+    axes, fixed = split_overrides(overrides)
+    return {**fixed, **axes, "sweep.axes": ",".join(axes) or "(none)"}
+
+
+def counts(jobs: Sequence[JobState], skipped: int | None = None) -> dict[str, int]:
+    """Jobs per state (``jobs_*``); ``jobs_skipped`` only when the launcher told it (at the end)."""
+    out = {"jobs_total": len(jobs)}
+    for state in ("FINISHED", "FAILED", "KILLED", "RUNNING", "PENDING"):
+        out[f"jobs_{state.lower()}"] = sum(j.status == state for j in jobs)
+    if skipped is not None:
+        out["jobs_skipped"] = skipped
+    return out
+
+
+def best(jobs: Sequence[JobState], split: str) -> JobState | None:
+    """The FINISHED job with the best final mIoU on ``split`` (None when none has one)."""
+    done = [j for j in jobs if j.status == "FINISHED" and getattr(j, split) is not None]
+    return max(done, key=lambda j: getattr(j, split)) if done else None
+
+
+def parent_metrics(jobs: Sequence[JobState], skipped: int | None = None) -> dict[str, float]:
+    """Counts and ``best_final_<split>_mIoU`` of each split some job reported."""
+    metrics: dict[str, float] = {k: float(v) for k, v in counts(jobs, skipped).items()}
+    for split in SPLITS:
+        top = best(jobs, split)
+        if top is not None:
+            metrics[f"best_final_{split}_mIoU"] = round(float(getattr(top, split)), 2)  # as the tables show it
+    return metrics
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def summary_markdown(title: str, jobs: Sequence[JobState], skipped: int | None = None) -> str:
+    """The parent's description: a line of counts and the best result, then one table row per job."""
+    c = counts(jobs, skipped)
+    ended = sum(c[f"jobs_{s.lower()}"] for s in ENDED)
+    parts = [f"{c['jobs_finished']} finished", f"{c['jobs_failed']} failed"]
+    parts += [f"{c[k]} {k[5:]}" for k in ("jobs_killed", "jobs_running", "jobs_pending") if c[k]]
+    if skipped:
+        parts.append(f"{skipped} skipped (already finished)")
+    lines = [f"**{_cell(title)}**", "", f"{ended}/{len(jobs)} jobs ended: {', '.join(parts)}."]
+    for split in SPLITS:
+        top = best(jobs, split)
+        if top is not None:
+            lines.append(f"Best final {split} mIoU: **{_num(getattr(top, split))}** (`{top.name}`, seed {top.seed}).")
+    splits = [s for s in SPLITS if any(getattr(j, s) is not None for j in jobs)] or ["val"]
+    head = ["job", "name", "seed", "status", *(f"final {s} mIoU" for s in splits), "run", "error"]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, j in enumerate(jobs):
+        row = [str(i), f"`{j.name}`", j.seed, j.status, *(_num(getattr(j, s)) for s in splits), j.run_id[:8],
+               j.error.splitlines()[0][:120] if j.error else ""]
+        lines.append("| " + " | ".join(_cell(x) for x in row) + " |")
+    return "\n".join(lines)
+
+
+def job_state(run: Any, name: str = "") -> JobState:
+    """The JobState of an MLflow run (a ``Run`` entity)."""
+    m, t = run.data.metrics, run.data.tags
+    return JobState(name=t.get("segsweep.name") or name or run.info.run_name or "", seed=t.get("segsweep.seed", ""),
+                    status=run.info.status, run_id=run.info.run_id, val=m.get("final_val_mIoU"),
+                    test=m.get("final_test_mIoU"), error=t.get("segsweep.error", ""))
+
+
+# --------------------------------------------------------------------------- MLflow writes
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command as typed (``python sweep.py -m ...``)."""
+    return shlex.join(["python", *(sys.argv if argv is None else argv)])
+
+
+def cells_of(cells: Iterable[Mapping[str, Any]], like: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The cells that share ``like``'s store and experiment (one parent run's jobs)."""
+    return [c for c in cells if c and (c.get("uri"), c.get("experiment")) == (like.get("uri"), like.get("experiment"))]
+
+
+def record_start(client: MlflowClient, run_id: str, overrides: Sequence[str], title: str,
+                 cells: Sequence[Mapping[str, Any]], argv: Sequence[str] | None = None) -> None:
+    """Axes and fixed overrides as params (those not logged yet: a re-run re-opens the same parent with
+    the same command), the command line as a tag, and the first summary (every job pending or as its
+    newest run left it). Never raises: the sweep runs without its record rather than not at all."""
+    try:
+        have = client.get_run(run_id).data.params
+        params = [Param(k, v[:6000]) for k, v in parent_params(overrides).items() if k not in have]
+        for start in range(0, len(params), 100):
+            client.log_batch(run_id, params=params[start:start + 100])
+        client.log_batch(run_id, tags=[RunTag(COMMAND_TAG, command_line(argv)[:5000])])
+        refresh(client, run_id, title, cells)
+    except Exception as error:  # noqa: BLE001 - see above
+        log.warning("could not record the sweep on its parent run %s: %s", run_id, error)
+
+
+def write_summary(client: MlflowClient, run_id: str, title: str, jobs: Sequence[JobState],
+                  skipped: int | None = None) -> None:
+    """Metrics (step: jobs ended so far) and the description of the parent run, in one write."""
+    now, step = int(time.time() * 1000), sum(j.status in ENDED for j in jobs)
+    metrics = [Metric(k, v, now, step) for k, v in parent_metrics(jobs, skipped).items()]
+    client.log_batch(run_id, metrics=metrics, tags=[RunTag(NOTE_TAG, summary_markdown(title, jobs, skipped)[:60000])])
+
+
+def cell_states(client: MlflowClient, cells: Iterable[Mapping[str, Any]]) -> list[JobState]:
+    """Each manifest cell's newest run (by its run key), PENDING when it has none yet."""
+    from sweeper import tracking
+
+    states = []
+    for cell in cells:
+        runs = tracking.find_runs(client, cell["experiment_id"], cell["run_key"]) if cell.get("run_key") else []
+        states.append(job_state(runs[0], cell.get("name", "")) if runs else
+                      JobState(name=cell.get("name", "(unresolved)"), seed=str(cell.get("seed", ""))))
+    return states
+
+
+def refresh(client: MlflowClient, run_id: str, title: str, cells: Sequence[Mapping[str, Any]],
+            skipped: int | None = None) -> None:
+    """Rewrite a sweep parent's counts, best results and summary table from its cells' runs."""
+    write_summary(client, run_id, title, cell_states(client, cells), skipped)
+
+
+def refresh_from_children(client: MlflowClient, experiment_id: str, run_id: str, title: str) -> None:
+    """The same record for a search's parent, from its child (trial) runs in start order."""
+    kids = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'",
+                              order_by=["attributes.start_time ASC"], max_results=10000)
+    write_summary(client, run_id, title, [job_state(r) for r in kids])
+
+
+def refresh_parents(parents: Mapping[str, str], cells: Sequence[Mapping[str, Any]], title: str,
+                    statuses: Sequence[str] | None = None) -> None:
+    """Refresh every parent of a sweep ({"<uri>|<experiment>": run id}) from its own cells; never raises
+    (the jobs' runs are what matters). ``statuses``: the jobs' returned statuses, at the end."""
+    skipped = None if statuses is None else sum(s == "SKIPPED" for s in statuses)
+    for key, run_id in parents.items():
+        uri, experiment = key.split("|", 1)
+        mine = [c for c in cells if c and c.get("uri") == uri and c.get("experiment") == experiment]
+        try:
+            refresh(MlflowClient(uri), run_id, title, mine, skipped)
+        except Exception as error:  # noqa: BLE001 - a summary not written is retried at the next job end
+            log.warning("could not update the sweep's parent run %s: %s", run_id, error)
+
+
+def refresh_from_manifest(sweep_dir: Path, statuses: Sequence[str] | None = None) -> bool:
+    """Refresh the parents recorded in ``<sweep dir>/segsweep_cells.json`` (written by the launcher);
+    False when there is no manifest."""
+    from sweeper.launch import MANIFEST
+
+    path = Path(sweep_dir) / MANIFEST
+    if not path.is_file():
+        return False
+    data = json.loads(path.read_text())
+    refresh_parents(data.get("parents", {}), data.get("cells", []), data.get("sweep", "sweep"), statuses)
+    return True
+
+
+def close_record(parents: Mapping[str, str], statuses: Sequence[str]) -> None:
+    """The final record of each parent before it is closed: from the manifest of its sweep dir (tag
+    ``segsweep.sweep_dir``), else from its child runs (a launcher without a manifest)."""
+    done: set[str] = set()
+    for key, run_id in parents.items():
+        if run_id in done:
+            continue
+        uri = key.split("|", 1)[0]
+        try:
+            client = MlflowClient(uri)
+            run = client.get_run(run_id)
+            sweep_dir = run.data.tags.get("segsweep.sweep_dir")
+            if sweep_dir and refresh_from_manifest(Path(sweep_dir), statuses):
+                done.update(parents.values())  # the manifest holds every parent of the sweep
+                continue
+            title = run.data.tags.get("segsweep.sweep", run.info.run_name or "sweep")
+            refresh_from_children(client, run.info.experiment_id, run_id, title)
+        except Exception as error:  # noqa: BLE001 - closing the parent matters more than its summary
+            log.warning("could not write the summary of the sweep's parent run %s: %s", run_id, error)
+
+
+try:  # Hydra's callback base (always there when a sweep runs)
+    from hydra.experimental.callback import Callback as _HydraCallback
+except ImportError:  # pragma: no cover
+    _HydraCallback = object  # type: ignore[assignment,misc]
+
+
+class RecordJobEnd(_HydraCallback):
+    """Hydra callback: when a job of a sweep ends (in whichever process runs it), rewrite its parent's
+    counts and summary table."""
+
+    def on_job_end(self, config: Any, job_return: Any = None, **kwargs: Any) -> None:
+        from omegaconf import OmegaConf
+
+        if not str(OmegaConf.select(config, "hydra.mode", default="")).endswith("MULTIRUN"):
+            return
+        sweep_dir = OmegaConf.select(config, "hydra.sweep.dir", default=None)
+        if sweep_dir:
+            refresh_from_manifest(Path(str(sweep_dir)))
