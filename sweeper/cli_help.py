@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from sweeper.naming import CONF_DIR
+from sweeper.naming.configs import DENSE_OPTION
 
 #: ``key: value   # comment`` at the top level of conf/sweep.yaml
 _SHORT_KEY = re.compile(r"^(?P<key>[a-z_]+):\s*(?P<value>[^#\n]*?)\s*(?:#\s*(?P<comment>.*))?$")
@@ -48,9 +49,24 @@ def group_options(conf_dir: Path | None = None) -> dict[str, list[str]]:
     return {g: opts for g, opts in groups.items() if opts}
 
 
+def _collapse_dense(options: list[str]) -> list[str]:
+    """The generated ``dense{L}k{K}`` backbones as one entry per layout (``dense30k{1..128}``)."""
+    growths: dict[str, list[int]] = {}
+    rest = []
+    for option in options:
+        match = DENSE_OPTION.fullmatch(option)
+        if match:
+            growths.setdefault(match["layers"], []).append(int(match["growth"]))
+        else:
+            rest.append(option)
+    dense = [f"dense{layers}k{{{min(ks)}..{max(ks)}}}" if len(ks) > 2 else ", ".join(f"dense{layers}k{k}" for k in ks)
+             for layers, ks in sorted(growths.items(), key=lambda item: int(item[0]))]
+    return dense + rest
+
+
 def format_groups(conf_dir: Path | None = None) -> str:
     """One ``group: a, b, c`` line per config group."""
-    groups = group_options(conf_dir)
+    groups = {g: _collapse_dense(opts) for g, opts in group_options(conf_dir).items()}
     width = max((len(g) for g in groups), default=0) + 1
     return "\n".join(textwrap.fill(", ".join(opts), width=100, initial_indent=f"  {g + ':':{width}s} ",
                                    subsequent_indent=" " * (width + 3), break_on_hyphens=False)
