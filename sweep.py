@@ -5,6 +5,7 @@ Only Hydra is imported up front: torch and MLflow come with the task, so `--help
 """
 
 import os
+import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,6 +17,8 @@ from sweeper.naming import register_backbones
 os.environ.setdefault(LAUNCH_DIR_ENV, os.getcwd())
 register_backbones()  # the backbone=dense{L}k{K} options, before Hydra composes
 cli_help.register()  # the resolvers of conf/hydra/help/segsweep.yaml
+if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+    cli_help.skip_hydras_group_listing()
 
 
 @hydra.main(config_path="conf", config_name="sweep", version_base="1.3")

@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from sweeper.naming import CONF_DIR
-from sweeper.naming.configs import DENSE_OPTION
+from sweeper.naming.configs import group_options as naming_options
 
 #: ``key: value   # comment`` at the top level of conf/sweep.yaml
 _SHORT_KEY = re.compile(r"^(?P<key>[a-z_]+):\s*(?P<value>[^#\n]*?)\s*(?:#\s*(?P<comment>.*))?$")
@@ -26,51 +26,31 @@ def _escape(text: str) -> str:
     return text.replace("$", "$$")
 
 
-def _public(options: list[str]) -> list[str]:
-    return sorted(o for o in options if not o.startswith("_"))
-
-
-def group_options(conf_dir: Path | None = None) -> dict[str, list[str]]:
-    """{group: options} without Hydra's own groups and without ``_*`` (internal) files.
-
-    From the running Hydra app's config loader (files and structured configs alike, e.g. the
-    registered ``dense{L}k{K}`` backbones), or from the files of ``conf_dir`` when given.
-    """
-    if conf_dir is not None:
-        groups = {p.name: _public([f.stem for f in p.glob("*.yaml")])
-                  for p in sorted(conf_dir.iterdir()) if p.is_dir() and p.name != "hydra"}
-        return {g: opts for g, opts in groups.items() if opts}
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.object_type import ObjectType
-
-    loader = GlobalHydra.instance().config_loader()
-    groups = {g: _public(list(loader.get_group_options(g, ObjectType.CONFIG)))
-              for g in sorted(loader.list_groups("")) if g != "hydra"}
+def group_options(conf_dir: Path = CONF_DIR) -> dict[str, list[str]]:
+    """{group: options} of conf/ without Hydra's own groups, as the name codec lists them (files
+    without ``_``; the generated DenseNet backbones as one phrase, ``dense{30,42,121}k{1..128}``)."""
+    groups = {p.name: naming_options(p.name) if conf_dir == CONF_DIR else
+              sorted(f.stem for f in p.glob("*.yaml") if not f.name.startswith("_"))
+              for p in sorted(conf_dir.iterdir()) if p.is_dir() and p.name != "hydra"}
     return {g: opts for g, opts in groups.items() if opts}
 
 
-def _collapse_dense(options: list[str]) -> list[str]:
-    """The generated ``dense{L}k{K}`` backbones as one entry per layout (``dense30k{1..128}``)."""
-    growths: dict[str, list[int]] = {}
-    rest = []
-    for option in options:
-        match = DENSE_OPTION.fullmatch(option)
-        if match:
-            growths.setdefault(match["layers"], []).append(int(match["growth"]))
-        else:
-            rest.append(option)
-    dense = [f"dense{layers}k{{{min(ks)}..{max(ks)}}}" if len(ks) > 2 else ", ".join(f"dense{layers}k{k}" for k in ks)
-             for layers, ks in sorted(growths.items(), key=lambda item: int(item[0]))]
-    return dense + rest
-
-
-def format_groups(conf_dir: Path | None = None) -> str:
+def format_groups(conf_dir: Path = CONF_DIR) -> str:
     """One ``group: a, b, c`` line per config group."""
-    groups = {g: _collapse_dense(opts) for g, opts in group_options(conf_dir).items()}
+    groups = group_options(conf_dir)
     width = max((len(g) for g in groups), default=0) + 1
     return "\n".join(textwrap.fill(", ".join(opts), width=100, initial_indent=f"  {g + ':':{width}s} ",
                                    subsequent_indent=" " * (width + 3), break_on_hyphens=False)
                      for g, opts in groups.items())
+
+
+def skip_hydras_group_listing() -> None:
+    """Hydra's ``--help`` lists every group's options for ``$APP_CONFIG_GROUPS`` and
+    ``$HYDRA_CONFIG_GROUPS`` even when the template uses neither (segsweep's does not), at about a
+    second per group with the ~400 registered backbones: make that listing empty for ``--help``."""
+    from hydra._internal.hydra import Hydra
+
+    Hydra.format_config_groups = lambda self, predicate, compact=True: ""  # type: ignore[method-assign]
 
 
 def short_keys(sweep_yaml: Path = CONF_DIR / "sweep.yaml") -> list[tuple[str, str, str]]:

@@ -42,9 +42,10 @@ def test_groups_leave_out_internal_files_and_hydra_groups(tmp_path: Path):
     assert cli_help.format_groups(conf).splitlines() == ["  backbone: dense30k12, resnet50", "  dataset:  voc"]
 
 
-def test_generated_dense_backbones_read_as_one_entry_per_layout():
-    options = ["dense30k1", "dense30k2", "dense30k3", "dense121k7", "resnet50"]
-    assert cli_help._collapse_dense(options) == ["dense30k{1..3}", "dense121k7", "resnet50"]
+def test_the_real_groups_are_the_codecs_with_the_generated_backbones_in_one_phrase():
+    groups = cli_help.group_options()
+    assert groups["backbone"] == ["resnet101", "resnet50", "dense{30,42,121}k{1..128}"]
+    assert "synthetic" in groups["dataset"] and "hydra" not in groups
 
 
 def test_short_keys_come_from_sweep_yaml_with_their_comments(tmp_path: Path):
@@ -82,7 +83,7 @@ def test_help_is_segsweeps_and_imports_neither_torch_nor_mlflow(tmp_path: Path):
     assert not modules & set(HEAVY), modules & set(HEAVY)
     assert "python sweep.py -m backbone=" in text and "+search=" in text and "name=<notes name>" in text
     groups = text.split("== Config groups")[1].split("== Short keys")[0]
-    assert "dense30k{1..128}" in groups and "resnet101" in groups  # registered and file options alike
+    assert "dense{30,42,121}k{1..128}" in groups and "resnet101" in groups  # generated and file options
     assert "_densenet" not in groups and "_resnet" not in groups
     assert "  scale        = dataset.scale" in text and "  output_root  outputs" in text
     assert "experiment camvid" in text and "outputs/runs/<dataset>/<canonical name>--<config hash>/" in text
