@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from sweeper.naming import register_backbones
+
+register_backbones()  # the generated backbone=dense{L}k{K} options, for every test that composes with Hydra
+
 REPO = Path(__file__).resolve().parents[1]
 NOTES = REPO / "tests" / "data" / "deeplab-notes.md"
 
