@@ -15,7 +15,7 @@ from typing import Any, TextIO, TypeVar
 
 from tqdm import tqdm
 
-from engine.callbacks import Callback
+from engine.callbacks import LR_METRIC, Callback
 
 T = TypeVar("T")
 PREFIX = "[segsweep]"
@@ -43,10 +43,19 @@ def _value(metrics: Mapping[str, Any], key: str, spec: str) -> str:
     return format(float(value), spec)
 
 
+def _miou(metrics: Mapping[str, Any], final: bool = False) -> str:
+    """``val mIoU 45.20`` (or ``test mIoU ...``): the mIoU under the split it was measured on."""
+    for key in metrics:
+        if key.endswith("_mIoU") and key.startswith("final_") == final:
+            split = key.removeprefix("final_").removesuffix("_mIoU")
+            return f"{split} mIoU {_value(metrics, key, '.2f')}"
+    return "mIoU n/a"
+
+
 def epoch_line(epoch: int, epochs: int, metrics: Mapping[str, Any]) -> str:
     """``[segsweep] epoch 3/10  loss 0.5120  val mIoU 45.20  lr 1.00e-03  12.3 s``."""
     return (f"{PREFIX} epoch {epoch}/{epochs}  loss {_value(metrics, 'train_loss', '.4f')}  "
-            f"val mIoU {_value(metrics, 'val_mIoU', '.2f')}  lr {_value(metrics, 'lr', '.2e')}  "
+            f"{_miou(metrics)}  lr {_value(metrics, LR_METRIC, '.2e')}  "
             f"{_value(metrics, 'epoch_seconds', '.1f')} s")
 
 
@@ -60,7 +69,7 @@ def start_line(info: Mapping[str, Any]) -> str:
 
 def end_line(metrics: Mapping[str, Any]) -> str:
     """The end of the final evaluation: the run's final val mIoU."""
-    return f"{PREFIX} final evaluation: val mIoU {_value(metrics, 'final_val_mIoU', '.2f')}"
+    return f"{PREFIX} final evaluation: {_miou(metrics, final=True)}"
 
 
 def emit(line: str) -> None:

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Sampler
 from data.build import build_dataset
 from data.check import check_before_training
 from engine import checkpoint
-from engine.callbacks import Callback, NonFiniteLossError
+from engine.callbacks import LR_METRIC, Callback, ConfigError, NonFiniteLossError, split_metric
 from engine.distributed import (
     all_reduce_mean,
     autocast_context,
@@ -88,17 +88,17 @@ def lr_factor(epoch: int, milestones: Sequence[int], factors: Sequence[float]) -
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Reject values that cannot train, with the key and the fix."""
+    """Reject values that cannot train with :class:`ConfigError` naming the key and the fix."""
     size = cfg.imagesize if isinstance(cfg.imagesize, int) else min(cfg.imagesize)
     checks = {"scale": cfg.scale, "batch_size": cfg.batch_size, "imagesize": size,
               "train.epochs": cfg.train.epochs, "gpus": cfg.gpus}
     for key, value in checks.items():
-        if value is None or value <= 0:
-            raise ValueError(f"{key}={value} must be a positive integer (e.g. `{key}=1`)")
-    if not cfg.lr or cfg.lr <= 0:
-        raise ValueError(f"lr={cfg.lr} must be positive (e.g. `lr=1e-3`)")
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{key}={value} must be a positive integer (e.g. `{key}=1`)")
+    if not isinstance(cfg.lr, int | float) or isinstance(cfg.lr, bool) or not cfg.lr > 0:
+        raise ConfigError(f"lr={cfg.lr} must be a positive number (e.g. `lr=1e-3`)")
     if len(cfg.train.milestones) != len(cfg.train.lr_factors):
-        raise ValueError("train.milestones and train.lr_factors must have the same length")
+        raise ConfigError("train.milestones and train.lr_factors must have the same length")
 
 
 def _param_groups(model: nn.Module, weight_decay: float, head_lr_mult: float) -> list[dict[str, Any]]:
@@ -129,11 +129,13 @@ def segmentation_loss(outputs: Sequence[torch.Tensor], label: torch.Tensor, igno
     return torch.stack(losses).mean()
 
 
-def _epoch_metrics(result: dict[str, Any], prefix: str = "val") -> dict[str, float]:
-    metrics = {f"{prefix}_mIoU": float(result["mIoU"]), f"{prefix}_pixel_acc": float(result["pixel_acc"])}
+def _epoch_metrics(result: dict[str, Any], split: str, final: bool = False) -> dict[str, float]:
+    """An evaluation's metrics named by the split it measured (``test_mIoU``, ``final_test_IoU/road``)."""
+    metrics = {split_metric(split, "mIoU", final): float(result["mIoU"]),
+               split_metric(split, "pixel_acc", final): float(result["pixel_acc"])}
     for cls, iou in (result.get("iou") or {}).items():
         if iou is not None:
-            metrics[f"{prefix}_IoU/{cls}"] = float(iou)
+            metrics[split_metric(split, f"IoU/{cls}", final)] = float(iou)
     return metrics
 
 
@@ -153,8 +155,8 @@ class _Run:
         # every pair's headers and sizes, before any step (cached: an unchanged split is checked once)
         check_before_training(cfg, {cfg.dataset.train_split: self.train_set, cfg.dataset.eval_split: self.eval_set})
         if len(self.train_set) < cfg.batch_size:
-            raise ValueError(f"the {cfg.dataset.train_split} split has {len(self.train_set)} images, fewer than "
-                             f"batch_size={cfg.batch_size}: lower batch_size")
+            raise ConfigError(f"the {cfg.dataset.train_split} split has {len(self.train_set)} images, "
+                              f"fewer than batch_size={cfg.batch_size}: lower batch_size")
         model = to_channels_last(build_model(cfg).to(self.device), self.device, self.amp)
         self.params_m = count_params_m(model)
         self.model = wrap_model(model, self.ctx, bool(cfg.train.get("sync_bn", False)))
@@ -232,21 +234,22 @@ class _Run:
                 "train_images": len(self.train_set), "eval_images": len(self.eval_set),
                 "world_size": self.ctx.world_size}
         self._report("on_train_start", info)
-        subset = self.cfg.eval.get("subset")
+        subset, split = self.cfg.eval.get("subset"), str(self.cfg.dataset.eval_split)
         for epoch in range(self.start_epoch, int(self.cfg.train.epochs)):
             started = time.perf_counter()
             lr = self._set_lr(epoch)
             train_loss = self._train_epoch(epoch)
-            metrics = {"train_loss": train_loss, "lr": lr, **_epoch_metrics(self._evaluate(subset)),
+            measured = _epoch_metrics(self._evaluate(subset), split)
+            metrics = {"train_loss": train_loss, LR_METRIC: lr, **measured,
                        "epoch_seconds": time.perf_counter() - started}
             self.history.append(metrics)
             self._save(epoch + 1)  # before reporting: a kill after the report never repeats an epoch
             self._report("on_epoch_end", epoch + 1, metrics)
         final = dict(self.history[-1]) if self.history else {}
         if subset and self.cfg.eval.get("final_full", True):
-            final.update(_epoch_metrics(self._evaluate(None), prefix="final_val"))
+            final.update(_epoch_metrics(self._evaluate(None), split, final=True))
         else:
-            final["final_val_mIoU"] = final.get("val_mIoU", math.nan)
+            final[split_metric(split, final=True)] = final.get(split_metric(split), math.nan)
         final["params_M"] = self.params_m
         self._report("on_train_end", final)
         return final

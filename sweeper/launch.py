@@ -97,7 +97,7 @@ def cell_info(cfg: DictConfig) -> dict[str, Any]:
     experiment = str(cfg.tracking.experiment)
     return {"name": name, "dataset": str(cfg.dataset.name), "run_key": naming.run_key(name, config_hash),
             "uri": uri, "experiment": experiment, "experiment_id": tracking.ensure_experiment(uri, experiment),
-            "epochs": int(cfg.train.epochs), "seed": str(cfg.seed)}
+            "epochs": int(cfg.train.epochs), "seed": cfg.seed}
 
 
 def open_parents(config: DictConfig, cells: Sequence[Mapping[str, Any]], sweep_dir: Path) -> dict[str, str]:
@@ -179,8 +179,10 @@ def summary(returns: Sequence[JobReturn], cells: Sequence[Mapping[str, Any]] = (
             " ".join(ret.overrides or [])
         value = res.get("value")
         note = res.get("error") or res.get("reason") or ""
-        rows.append([i, status, name, res.get("run_id") or "", "" if value is None else f"{value:.2f}", note])
-    table = tabulate(rows, headers=["job", "status", "name", "run id", "val mIoU", "note"])
+        seed = res.get("seed", cells[i].get("seed", "") if i < len(cells) and cells[i] else "")
+        score = "" if value is None else f"{value:.2f}" + (f" ({res['split']})" if res.get("split") else "")
+        rows.append([i, status, name, seed, res.get("run_id") or "", score, note])
+    table = tabulate(rows, headers=["job", "status", "name", "seed", "run id", "mIoU", "note"])
     return table + "\n" + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from engine.callbacks import split_metric
 from sweeper.launch import KIND_TAG, MANIFEST
 
 SLURM_MANIFEST = "slurm_jobs.json"
@@ -65,12 +66,21 @@ def _latest_run(cell: Mapping[str, Any]) -> Any:
     return runs[0] if runs else None
 
 
+def progress_mIoU(metrics: Mapping[str, float], split: str | None) -> float | None:
+    """The final mIoU of the split the run evaluates, else its latest epoch's (runs recorded before the
+    split tag logged theirs as ``val``)."""
+    split = split or "val"
+    return metrics.get(split_metric(split, final=True), metrics.get(split_metric(split)))
+
+
 def cell_row(cell: Mapping[str, Any]) -> dict[str, Any]:
-    """One cell's state, epoch/progress, val mIoU so far, run id and first line of an error."""
+    """One cell's state, seed, epoch/progress, mIoU so far (with the split it measured), run id and the
+    first line of an error."""
     from sweeper import tracking
 
-    row = {"name": cell.get("name", "?"), "dataset": cell.get("dataset", cell.get("experiment", "")),
-           "state": "PENDING", "epoch": "", "val mIoU": "", "run id": "", "error": ""}
+    row = {"name": cell.get("name", "?"), "seed": cell.get("seed", ""),
+           "dataset": cell.get("dataset", cell.get("experiment", "")),
+           "state": "PENDING", "epoch": "", "mIoU": "", "run id": "", "error": ""}
     if not cell.get("run_key"):
         row["state"] = "UNRESOLVED"
         return row
@@ -82,9 +92,11 @@ def cell_row(cell: Mapping[str, Any]) -> dict[str, Any]:
         status = "RUNNING (stale)"
     epochs = run.data.params.get("train.epochs", cell.get("epochs", "?"))
     done = int(metrics["epoch"]) if "epoch" in metrics else 0
-    mIoU = metrics.get("final_val_mIoU", metrics.get("val_mIoU"))
-    row.update({"state": status, "epoch": f"{done}/{epochs}", "run id": run.info.run_id,
-                "val mIoU": "" if mIoU is None else f"{mIoU:.2f}",
+    split = run.data.tags.get(tracking.EVAL_SPLIT_TAG)
+    mIoU = progress_mIoU(metrics, split)
+    row.update({"state": status, "seed": run.data.tags.get(tracking.TAG + "seed", row["seed"]),
+                "epoch": f"{done}/{epochs}", "run id": run.info.run_id,
+                "mIoU": "" if mIoU is None else f"{mIoU:.2f}" + (f" ({split})" if split else ""),
                 "error": run.data.tags.get("segsweep.error", "")[:100]})
     return row
 

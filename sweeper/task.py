@@ -1,11 +1,22 @@
-"""One job: name + config hash -> skip if finished -> train (resuming) -> record in MLflow."""
+"""One job: name + config hash -> claim the run key -> decide -> train (resuming) -> record in MLflow.
+
+:func:`decide` is the pure policy (what to do with a run key, given its newest run, its heartbeat, its
+checkpoint and ``force``); :func:`run_job` observes those facts, carries the decision out and maps
+what ends the training to the run's final state.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import enum
+import fcntl
+import hashlib
 import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +27,12 @@ from omegaconf import DictConfig
 from engine.callbacks import Callback, StopTraining
 from engine.checkpoint import CHECKPOINT_NAME
 from engine.train import train, validate_config
-from sweeper import LAUNCH_DIR_ENV, naming, slurm, tracking
+from sweeper import LAUNCH_DIR_ENV, errors, naming, slurm, tracking
 
 PARENTS_ENV = "SEGSWEEP_PARENT_RUNS"  # JSON {"<uri>|<experiment>": parent run id}, set by the launcher
 SWEEP_ID_ENV = "SEGSWEEP_SWEEP_ID"
+#: bad input (exit 2): the UserError family, the engine's and the data's config errors and the codec's
+#: unknown token (``naming.UnknownTokenError`` is a ValueError until the codec joins the family)
 
 
 def launch_dir() -> Path:
@@ -47,11 +60,93 @@ def run_dir(cfg: DictConfig, name: str, config_hash: str) -> Path:
     """Where a run's checkpoint lives: derived from the run key, never from a timestamp."""
     root = Path(str(cfg.output_root))
     root = root if root.is_absolute() else launch_dir() / root
-    return root / "runs" / str(cfg.dataset.name) / f"{name}--{config_hash}"
+    return root / "runs" / str(cfg.dataset.name) / run_dirname(name, config_hash)
+
+
+#: a run dir's name stays below the 255-byte file-name limit (with room for ``.claim`` and temp suffixes)
+MAX_DIRNAME = 200
+
+
+def run_dirname(name: str, config_hash: str) -> str:
+    """``<name>--<hash>``; a name too long for one path component keeps its head and a digest of the whole."""
+    dirname = f"{name}--{config_hash}"
+    if len(dirname.encode()) <= MAX_DIRNAME:
+        return dirname
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    head = name.encode()[: MAX_DIRNAME - len(config_hash) - len(digest) - 3].decode(errors="ignore")
+    return f"{head}~{digest}--{config_hash}"
 
 
 def _result(status: str, name: str, run_id: str | None, value: float | None = None, **extra: Any) -> dict:
     return {"status": status, "name": name, "run_id": run_id, "value": value, **extra}
+
+
+def claim_path(workdir: Path) -> Path:
+    """The claim file of a run key: ``<run dir>.claim``, beside the run dir (``+force`` removes the dir)."""
+    return workdir.with_name(workdir.name + ".claim")
+
+
+@contextlib.contextmanager
+def claim(workdir: Path) -> Iterator[str | None]:
+    """Hold the run key's claim (an exclusive ``flock`` on :func:`claim_path`) while the job runs.
+
+    Yields None when this process holds it, else who holds it ("process <pid> on <host>"): the one
+    check-then-create that makes a run key train once, whoever starts it at the same instant. The
+    lock goes with its process, so a killed job leaves nothing to clean up.
+    """
+    path = claim_path(workdir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            yield handle.read().strip() or "another process"
+            return
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {os.uname().nodename}")
+        handle.flush()
+        try:
+            yield None
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Outcome(enum.Enum):
+    """What a job does with its run key."""
+
+    SKIP = "skip"                # FINISHED already: report its result
+    LEAVE_ALONE = "leave alone"  # running elsewhere (a live heartbeat, or another process's claim)
+    TAKE_OVER = "take over"      # RUNNING, its process gone, nothing to resume: closed KILLED, a new run
+    RESUME = "resume"            # unfinished, with its checkpoint: continued in the same MLflow run
+    NEW = "new"                  # a new run (from scratch with ``force``)
+
+
+@dataclass(frozen=True)
+class JobState:
+    """The facts the decision reads: the newest run of the run key and what is on disk."""
+
+    previous: str | None  # MLflow status of the newest run of the key; None when there is none
+    heartbeat_alive: bool = False  # a RUNNING previous run's process is alive
+    checkpoint_exists: bool = False  # the run dir holds a checkpoint
+    force: bool = False  # ``+force=true``: re-run even a FINISHED key, from scratch
+    claimed_elsewhere: bool = False  # another process holds the run key's claim
+
+
+def decide(state: JobState) -> Outcome:
+    """The job policy. A live run is never disturbed (not even by ``force``); FINISHED is skipped
+    unless forced; an unfinished run resumes from its checkpoint unless forced; a RUNNING run whose
+    process is gone is taken over; everything else starts a new run."""
+    if state.claimed_elsewhere or (state.previous == "RUNNING" and state.heartbeat_alive):
+        return Outcome.LEAVE_ALONE
+    if state.previous is None:
+        return Outcome.NEW
+    if state.previous == "FINISHED":
+        return Outcome.NEW if state.force else Outcome.SKIP
+    if state.checkpoint_exists and not state.force:
+        return Outcome.RESUME
+    return Outcome.TAKE_OVER if state.previous == "RUNNING" else Outcome.NEW
 
 
 def _extra_callbacks(cfg: DictConfig) -> list[Callback]:
@@ -94,83 +189,146 @@ def _where_tags(workdir: Path) -> dict[str, str]:
     return where
 
 
-def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
-    """Run one cell of a sweep; returns {"status", "name", "run_id", "value", ...}.
+@dataclass(frozen=True)
+class Job:
+    """One resolved cell: its config, name, run key, store and run dir."""
 
-    FINISHED runs of the same run key are skipped (``+force=true`` re-runs them); a RUNNING run with
-    a live heartbeat is left alone (SKIPPED, ``reason: running``); a FAILED/KILLED run, or a RUNNING
-    one whose heartbeat is stale, is taken over: resumed into the same MLflow run when its checkpoint
-    exists, else replaced by a new run.
-    """
-    cfg = resolve_config(cfg, overrides or [])
+    cfg: DictConfig
+    name: str
+    config_hash: str
+    key: str
+    uri: str
+    workdir: Path
+
+    @property
+    def label(self) -> str:
+        """The name and the seed, as the run is listed (the MLflow run name)."""
+        return tracking.run_name(self.name, self.cfg.seed)
+
+
+def prepare(cfg: DictConfig, overrides: list[str]) -> Job:
+    """Resolve and validate the config; name it; find its store and run dir (bad input raises here)."""
+    cfg = resolve_config(cfg, overrides)
     name, config_hash = naming.compose(cfg), naming.config_hash(cfg)
-    key = naming.run_key(name, config_hash)
-    uri = tracking.tracking_uri(cfg, launch_dir())
-    experiment_id = tracking.ensure_experiment(uri, str(cfg.tracking.experiment))
-    client = tracking.client_for(uri)
-    workdir = run_dir(cfg, name, config_hash)
-    previous = next(iter(tracking.find_runs(client, experiment_id, key)), None)
-    force = bool(cfg.get("force", False))
-    if previous is not None and previous.info.status == "FINISHED" and not force:
-        print(f"[segsweep] skipped {name}: FINISHED as run {previous.info.run_id}", flush=True)
-        return _result("SKIPPED", name, previous.info.run_id, previous.data.metrics.get("final_val_mIoU"))
-    stale_after = float(cfg.tracking.get("stale_after_s", 180))
-    if previous is not None and previous.info.status == "RUNNING" and not force:
-        if tracking.is_alive(previous, stale_after):
-            print(f"[segsweep] left alone {name}: RUNNING elsewhere as run {previous.info.run_id} "
-                  f"(live heartbeat)", flush=True)
-            return _result("SKIPPED", name, previous.info.run_id, None, reason="running")
-        print(f"[segsweep] taking over {name}: run {previous.info.run_id} is RUNNING with a stale "
-              f"heartbeat (its process is gone)", flush=True)
-    if force and workdir.exists():
-        shutil.rmtree(workdir)
-    resumable = (previous is not None and previous.info.status != "FINISHED" and not force
-                 and (workdir / CHECKPOINT_NAME).exists())
-    running = {**sweep_tags(uri, str(cfg.tracking.experiment), cfg), **_where_tags(workdir)}
-    if "optuna" in cfg:  # a search trial: linked to its study while it runs, not only at the end
-        running[tracking.TAG + "trial"] = str(cfg.optuna.trial_number)
-    if resumable:
+    return Job(cfg, name, config_hash, naming.run_key(name, config_hash),
+               tracking.tracking_uri(cfg, launch_dir()), run_dir(cfg, name, config_hash))
+
+
+def observe(job: Job, previous: Any, holder: str | None) -> JobState:
+    """The facts :func:`decide` reads, from the newest run of the key, the claim and the run dir."""
+    status = previous.info.status if previous is not None else None
+    stale_after = float(job.cfg.tracking.get("stale_after_s", 180))
+    return JobState(previous=status, force=bool(job.cfg.get("force", False)),
+                    claimed_elsewhere=holder is not None,
+                    heartbeat_alive=status == "RUNNING" and tracking.is_alive(previous, stale_after),
+                    checkpoint_exists=(job.workdir / CHECKPOINT_NAME).exists())
+
+
+def _running_tags(job: Job) -> dict[str, str]:
+    running = {**sweep_tags(job.uri, str(job.cfg.tracking.experiment), job.cfg), **_where_tags(job.workdir)}
+    if "optuna" in job.cfg:  # a search trial: linked to its study while it runs, not only at the end
+        running[tracking.TAG + "trial"] = str(job.cfg.optuna.trial_number)
+    return running
+
+
+def open_run(client: Any, experiment_id: str, job: Job, outcome: Outcome, previous: Any) -> str:
+    """Carry out RESUME / TAKE_OVER / NEW: the id of the RUNNING run the job trains into."""
+    running = _running_tags(job)
+    if outcome is Outcome.RESUME:
         run_id = previous.info.run_id
         client.update_run(run_id, status="RUNNING")
         tracking.set_tags(client, run_id, running)
-        print(f"[segsweep] resuming {name} into run {run_id}", flush=True)
-    else:
-        if previous is not None and previous.info.status == "RUNNING":
-            client.set_terminated(previous.info.run_id, "KILLED")  # stale, nothing to resume
-        run_id = tracking.create_run(client, experiment_id, cfg,
-                                     tracking.run_tags(cfg, name, config_hash, key, running))
-        print(f"[segsweep] run {name} -> {run_id} ({uri})", flush=True)
+        print(f"[segsweep] resuming {job.label} into run {run_id}", flush=True)
+        return run_id
+    if outcome is Outcome.TAKE_OVER:
+        client.set_terminated(previous.info.run_id, "KILLED")  # its process is gone, nothing to resume
+    if job.cfg.get("force", False) and job.workdir.exists():
+        shutil.rmtree(job.workdir)
+    run_id = tracking.create_run(client, experiment_id, job.cfg,
+                                 tracking.run_tags(job.cfg, job.name, job.config_hash, job.key, running))
+    print(f"[segsweep] run {job.label} -> {run_id} ({job.uri})", flush=True)
+    return run_id
+
+
+def _announce(job: Job, outcome: Outcome, previous: Any, holder: str | None) -> None:
+    if outcome is Outcome.SKIP:
+        print(f"[segsweep] skipped {job.label}: FINISHED as run {previous.info.run_id}", flush=True)
+    elif outcome is Outcome.LEAVE_ALONE and holder is not None:
+        print(f"[segsweep] left alone {job.label}: running elsewhere ({holder} holds "
+              f"{claim_path(job.workdir)})", flush=True)
+    elif outcome is Outcome.LEAVE_ALONE:
+        print(f"[segsweep] left alone {job.label}: RUNNING elsewhere as run {previous.info.run_id} "
+              f"(live heartbeat)", flush=True)
+    elif outcome in (Outcome.TAKE_OVER, Outcome.RESUME) and previous.info.status == "RUNNING":
+        print(f"[segsweep] taking over {job.label}: run {previous.info.run_id} is RUNNING with a stale "
+              f"heartbeat (its process is gone)", flush=True)
+
+
+def execute(client: Any, job: Job, run_id: str) -> dict:
+    """Train into ``run_id`` and close the run: FINISHED, KILLED (stopped, interrupted) or FAILED
+    (raised as :class:`~sweeper.errors.JobFailed` naming the run)."""
+    cfg, seed = job.cfg, job.cfg.seed
+    callbacks = [tracking.MlflowCallback(client, run_id), *_extra_callbacks(cfg)]
     try:
-        with tracking.Heartbeat(uri, run_id, float(cfg.tracking.get("heartbeat_s", 30))):
-            metrics = train(cfg, [tracking.MlflowCallback(client, run_id), *_extra_callbacks(cfg)], workdir)
+        with tracking.Heartbeat(job.uri, run_id, float(cfg.tracking.get("heartbeat_s", 30))):
+            metrics = train(cfg, callbacks, job.workdir)
     except StopTraining as stop:
         tracking.set_tags(client, run_id, {tracking.TAG + "stopped": stop.reason,
                                            tracking.TAG + "pruned": str(stop.reason == "pruned").lower()})
         client.set_terminated(run_id, "KILLED")
-        return _result("PRUNED" if stop.reason == "pruned" else "STOPPED", name, run_id)
-    except KeyboardInterrupt:
-        client.set_terminated(run_id, "KILLED")
-        raise
+        return _result("PRUNED" if stop.reason == "pruned" else "STOPPED", job.name, run_id, seed=seed)
     except Exception as error:
         tracking.record_failure(client, run_id, error)
-        error.segsweep_run_id = run_id  # the FAILED result of a multirun names its run
+        raise errors.JobFailed(run_id, error) from error
+    except BaseException:  # Ctrl-C, SystemExit from a signal handler: cut, resumable by a re-run
+        client.set_terminated(run_id, "KILLED")
         raise
     client.set_terminated(run_id, "FINISHED")
-    value = metrics.get("final_val_mIoU")
-    print(f"[segsweep] finished {name}: val mIoU {value:.2f} (run {run_id})", flush=True)
-    return _result("FINISHED", name, run_id, value, params_M=metrics.get("params_M"))
+    objective = tracking.objective_metric(cfg)
+    value = metrics.get(objective)
+    print(f"[segsweep] finished {job.label}: {objective} {value:.2f} (run {run_id})", flush=True)
+    return _result("FINISHED", job.name, run_id, value, seed=seed, split=str(cfg.dataset.eval_split),
+                   params_M=metrics.get("params_M"))
+
+
+def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
+    """Run one cell of a sweep; returns {"status", "name", "run_id", "value", "seed", ...}.
+
+    The run key is claimed first (:func:`claim`), then :func:`decide` chooses from the newest run of
+    the key: FINISHED is skipped (``+force=true`` re-runs it); a run that is running elsewhere is
+    left alone (SKIPPED, ``reason: running``); a FAILED/KILLED run, or a RUNNING one whose process is
+    gone, is resumed into the same MLflow run when its checkpoint exists, else replaced by a new run.
+    Bad input raises before any run exists; a failed training raises :class:`~sweeper.errors.JobFailed`.
+    """
+    job = prepare(cfg, overrides or [])
+    experiment_id = tracking.ensure_experiment(job.uri, str(job.cfg.tracking.experiment))
+    client = tracking.client_for(job.uri)
+    with claim(job.workdir) as holder:
+        previous = next(iter(tracking.find_runs(client, experiment_id, job.key)), None)
+        outcome = decide(observe(job, previous, holder))
+        _announce(job, outcome, previous, holder)
+        if outcome is Outcome.SKIP:
+            return _result("SKIPPED", job.name, previous.info.run_id, tracking.result_value(previous),
+                           seed=job.cfg.seed, split=str(job.cfg.dataset.eval_split))
+        if outcome is Outcome.LEAVE_ALONE:
+            return _result("SKIPPED", job.name, previous.info.run_id if previous is not None else None,
+                           reason="running", seed=job.cfg.seed, claimed_by=holder)
+        return execute(client, job, open_run(client, experiment_id, job, outcome, previous))
 
 
 def main(cfg: DictConfig) -> dict:
     """The Hydra task: in a multirun a failing job is recorded and the sweep goes on; a single run
-    exits non-zero with one line naming the problem."""
+    exits with one line naming the problem: 2 for bad input, 1 for anything else."""
     overrides, multirun = _hydra_context()
     try:
         return run_job(cfg, overrides)
     except Exception as error:
+        cause = errors.root_cause(error)
+        code = errors.exit_code(error)
+        line = tracking.first_line(cause) if code == errors.EXIT_BAD_INPUT else tracking.error_line(cause)
         if multirun:
-            print(f"[segsweep] FAILED: {tracking.error_line(error)}", file=sys.stderr, flush=True)
-            return _result("FAILED", str(cfg.get("name") or ""), getattr(error, "segsweep_run_id", None),
-                           error=tracking.error_line(error))
-        print(f"error: {tracking.error_line(error)}", file=sys.stderr, flush=True)
-        sys.exit(2 if isinstance(error, naming.UnknownTokenError | ValueError) else 1)
+            print(f"[segsweep] FAILED: {line}", file=sys.stderr, flush=True)
+            run_id = error.run_id if isinstance(error, errors.JobFailed) else None
+            return _result("FAILED", str(cfg.get("name") or ""), run_id, error=line, seed=cfg.get("seed"))
+        print(f"error: {line}", file=sys.stderr, flush=True)
+        sys.exit(code)

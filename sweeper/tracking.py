@@ -22,7 +22,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from engine.callbacks import Callback
+from data.registry import DECLARATION_KEYS
+from engine.callbacks import Callback, split_metric
+from sweeper.errors import StoreError
 from sweeper.store_template import seed_sqlite_store
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -30,6 +32,14 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 TAG = "segsweep."
 MAX_BATCH = 100  # MLflow's limit of params per log_batch call
 HEARTBEAT_TAG = TAG + "heartbeat"
+EVAL_SPLIT_TAG = TAG + "eval_split"  # the split the run's metrics measured (``<split>_mIoU``)
+OBJECTIVE_TAG = TAG + "objective"  # the run's result metric: ``final_<split>_mIoU``
+EPOCH_METRIC = "epoch"  # logged with every epoch's metrics: its steps are the epochs a run has logged
+SWEEP_CONFIG = REPO_DIR / "conf" / "sweep.yaml"
+#: config keys that say where and how a run is tracked or launched, not what it computes: left out
+#: of the params (the ``config.yaml`` artifact keeps them; ``annotations`` is a tag)
+BOOKKEEPING_KEYS = ("name", "output_root", "force", "annotations", "tracking", "launcher", "optuna", "sweep",
+                    "hydra", *(f"dataset.{key}" for key in DECLARATION_KEYS))
 
 
 def resolve_uri(uri: str | None, base: Path | None = None) -> str:
@@ -65,7 +75,7 @@ def prepare_store(uri: str) -> None:
     except OSError:
         writable = False
     if not writable:
-        raise RuntimeError(f"the tracking store {uri} is not writable: choose a writable path with "
+        raise StoreError(f"the tracking store {uri} is not writable: choose a writable path with "
                            f"`tracking.uri=sqlite:////abs/path/mlflow.db` or MLFLOW_TRACKING_URI")
     seed_sqlite_store(db)
 
@@ -73,7 +83,7 @@ def prepare_store(uri: str) -> None:
 def ensure_experiment(uri: str, name: str) -> str:
     """Create the store and the experiment if needed (once, before any parallel job) and return its id.
 
-    An unusable store raises one ``RuntimeError`` that names the URI and the fix.
+    An unusable store raises one :class:`~sweeper.errors.StoreError` that names the URI and the fix.
     """
     prepare_store(uri)
     try:
@@ -93,7 +103,7 @@ def ensure_experiment(uri: str, name: str) -> str:
         describe_experiment(client, experiment_id, name)
         return experiment_id
     except Exception as error:
-        raise RuntimeError(store_error(uri, error)) from error
+        raise StoreError(store_error(uri, error)) from error
 
 
 def probe_database(uri: str) -> None:
@@ -146,9 +156,49 @@ def git_state() -> tuple[str, bool]:
         return "unknown", False
 
 
+@functools.lru_cache(maxsize=1)
+def short_keys() -> dict[str, str]:
+    """The top-level short keys of ``conf/sweep.yaml`` that default to a group's key, e.g.
+    ``{"lr": "train.base_lr", "scale": "dataset.scale"}``: the short key holds the effective value."""
+    declared = OmegaConf.to_container(OmegaConf.load(SWEEP_CONFIG), resolve=False)
+    return {key: value[2:-1] for key, value in declared.items()
+            if isinstance(value, str) and value.startswith("${") and value.endswith("}")
+            and ":" not in value and value.count("${") == 1}
+
+
+def _is_bookkeeping(key: str) -> bool:
+    return any(key == skip or key.startswith(skip + ".") for skip in BOOKKEEPING_KEYS)
+
+
+def run_params(cfg: DictConfig) -> dict[str, str]:
+    """The values the run computes with, once each: flattened, without bookkeeping, and each short key
+    (``lr``, ``scale``, ``imagesize``, ``batch_size``) instead of the group key it only defaults from."""
+    defaults_only = set(short_keys().values())
+    return {key: value for key, value in flatten(OmegaConf.to_container(cfg, resolve=True)).items()
+            if key not in defaults_only and not _is_bookkeeping(key)}
+
+
+def run_name(name: str, seed: Any) -> str:
+    """The MLflow run name: the canonical name and the seed, the one axis a name leaves out."""
+    return f"{name} seed={seed}"
+
+
+def objective_metric(cfg: DictConfig) -> str:
+    """The metric that is the run's result: ``final_<eval split>_mIoU``."""
+    return split_metric(str(cfg.dataset.eval_split), final=True)
+
+
+def result_value(run: Any) -> float | None:
+    """A run's result: the metric its ``segsweep.objective`` tag names (runs recorded before the tag
+    logged their eval split's score as ``final_val_mIoU``)."""
+    return run.data.metrics.get(run.data.tags.get(OBJECTIVE_TAG, "final_val_mIoU"))
+
+
 def run_tags(cfg: DictConfig, name: str, config_hash: str, key: str, extra: Mapping[str, str] = ()) -> dict:
     commit, dirty = git_state()
-    tags = {"mlflow.runName": name, TAG + "name": name, TAG + "dataset": str(cfg.dataset.name),
+    tags = {"mlflow.runName": run_name(name, cfg.seed), TAG + "name": name,
+            TAG + "dataset": str(cfg.dataset.name), EVAL_SPLIT_TAG: str(cfg.dataset.eval_split),
+            OBJECTIVE_TAG: objective_metric(cfg),
             TAG + "config_hash": config_hash, TAG + "run_key": key, TAG + "seed": str(cfg.seed),
             TAG + "git_commit": commit, TAG + "git_dirty": str(dirty).lower(), TAG + "source": "segsweep",
             "mlflow.source.git.commit": commit}
@@ -165,10 +215,10 @@ def find_runs(client: MlflowClient, experiment_id: str, key: str) -> list:
 
 
 def create_run(client: MlflowClient, experiment_id: str, cfg: DictConfig, tags: Mapping[str, str]) -> str:
-    """A new RUNNING run with its tags, flattened params and the resolved config artifact."""
+    """A new RUNNING run with its tags, its params (:func:`run_params`) and the resolved config artifact."""
     run = client.create_run(experiment_id, tags=dict(tags), run_name=tags.get("mlflow.runName"))
     run_id = run.info.run_id
-    params = [Param(k, v) for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items()]
+    params = [Param(k, v) for k, v in run_params(cfg).items()]
     for start in range(0, len(params), MAX_BATCH):
         client.log_batch(run_id, params=params[start:start + MAX_BATCH])
     client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
@@ -270,12 +320,13 @@ def record_failure(client: MlflowClient, run_id: str, error: BaseException) -> N
         client.set_terminated(run_id, "FAILED")
 
 
-def logged_steps(client: MlflowClient, run_id: str, key: str = "val_mIoU") -> set[int]:
+def logged_steps(client: MlflowClient, run_id: str, key: str = EPOCH_METRIC) -> set[int]:
     return {m.step for m in client.get_metric_history(run_id, key)}
 
 
 class MlflowCallback(Callback):
-    """Logs the engine's reports to one run: params_M once, metrics per epoch (step = epoch), batched."""
+    """Logs the engine's reports to one run: params_M once (however often it resumes), metrics per
+    epoch (step = epoch, each epoch once), the final metrics at the last epoch's step; batched."""
 
     def __init__(self, client: MlflowClient, run_id: str):
         self.client, self.run_id = client, run_id
@@ -296,19 +347,23 @@ class MlflowCallback(Callback):
 
     def on_train_start(self, info: dict[str, Any]) -> None:
         self._done = logged_steps(self.client, self.run_id)
-        heartbeat(self.client, self.run_id, [Metric("params_M", round(info["params_M"], 4), int(time.time() * 1000), 0)],
-                  [RunTag(TAG + "steps_per_epoch", str(info["steps_per_epoch"])), RunTag(TAG + "device", info["device"])])
+        logged = self.client.get_run(self.run_id).data.metrics  # a resumed run has its params_M
+        size = [] if "params_M" in logged else [
+            Metric("params_M", round(info["params_M"], 4), int(time.time() * 1000), 0)]
+        tags = [RunTag(TAG + "steps_per_epoch", str(info["steps_per_epoch"])),
+                RunTag(TAG + "device", info["device"])]
+        heartbeat(self.client, self.run_id, size, tags)
         for epoch, metrics in enumerate(info.get("history", []), start=1):  # epochs a killed run had not logged
             self.on_epoch_end(epoch, metrics)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         if epoch in self._done:
             return
-        self._log({**metrics, "epoch": epoch}, epoch, beat=True)
+        self._log({**metrics, EPOCH_METRIC: epoch}, epoch, beat=True)
         self._done.add(epoch)
 
     def on_train_end(self, metrics: dict[str, float]) -> None:
-        final = {k: v for k, v in metrics.items() if k.startswith(("final_", "test_"))}
+        final = {k: v for k, v in metrics.items() if k.startswith("final_")}
         self._log(final, len(self._done))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from engine import progress
+from engine.callbacks import LR_METRIC
 from tests.conftest import FAST, REPO, subprocess_env
 
 EPOCH_LINE = re.compile(r"^\[segsweep\] epoch (\d+)/(\d+)  loss \d+\.\d{4}  val mIoU \d+\.\d\d  "
@@ -22,14 +23,21 @@ EPOCH_LINE = re.compile(r"^\[segsweep\] epoch (\d+)/(\d+)  loss \d+\.\d{4}  val 
 
 
 def test_epoch_line_names_loss_val_miou_lr_and_time():
-    line = progress.epoch_line(3, 10, {"train_loss": 0.51234, "val_mIoU": 45.2, "lr": 1e-3, "epoch_seconds": 12.34})
+    line = progress.epoch_line(3, 10, {"train_loss": 0.51234, "val_mIoU": 45.2, "val_IoU/road": 3.0,
+                                       LR_METRIC: 1e-3, "epoch_seconds": 12.34})
     assert line == "[segsweep] epoch 3/10  loss 0.5123  val mIoU 45.20  lr 1.00e-03  12.3 s"
     assert EPOCH_LINE.match(line)
 
 
 def test_a_missing_or_nan_metric_reads_n_a():
-    line = progress.epoch_line(1, 2, {"train_loss": float("nan"), "lr": 0.01, "epoch_seconds": 1.0})
-    assert "loss n/a" in line and "val mIoU n/a" in line and "lr 1.00e-02" in line
+    line = progress.epoch_line(1, 2, {"train_loss": float("nan"), LR_METRIC: 0.01, "epoch_seconds": 1.0})
+    assert "loss n/a" in line and "mIoU n/a" in line and "lr 1.00e-02" in line
+
+
+def test_the_miou_is_named_by_its_split():
+    line = progress.epoch_line(1, 2, {"test_mIoU": 61.0, LR_METRIC: 0.01})
+    assert "test mIoU 61.00" in line and "val" not in line
+    assert progress.end_line({"final_test_mIoU": 61.0, "test_mIoU": 1.0}) == "[segsweep] final evaluation: test mIoU 61.00"
 
 
 def test_start_and_end_lines():
@@ -37,7 +45,8 @@ def test_start_and_end_lines():
                                  "params_M": 0.3412, "device": "cpu", "start_epoch": 2})
     assert start == ("[segsweep] training 4 epochs x 5 steps (16 train / 4 eval images, 0.34M params, cpu), "
                      "resuming after epoch 2")
-    assert progress.end_line({"final_val_mIoU": 61.234}) == "[segsweep] final evaluation: val mIoU 61.23"
+    assert progress.end_line({"val_mIoU": 1.0, "final_val_mIoU": 61.234}) == \
+        "[segsweep] final evaluation: val mIoU 61.23"
 
 
 def test_is_terminal_tells_a_pty_from_a_file(tmp_path: Path):
@@ -75,7 +84,7 @@ def test_on_a_terminal_the_bar_is_erased_and_the_epoch_line_stays(monkeypatch: p
             pass
         bar.close()
         tty.flush()
-        progress.emit(progress.epoch_line(1, 2, {"train_loss": 1.0, "val_mIoU": 5.0, "lr": 1e-3,
+        progress.emit(progress.epoch_line(1, 2, {"train_loss": 1.0, "val_mIoU": 5.0, LR_METRIC: 1e-3,
                                                  "epoch_seconds": 0.5}))
         shown = _read_all(master)
     os.close(master)

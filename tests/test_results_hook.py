@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from sweeper import naming
 from tests.conftest import FAST, REPO, subprocess_env
 
 
@@ -37,7 +38,8 @@ def test_a_sweep_records_itself_and_regenerates_the_results_readme(store: str, t
     assert [x.step for x in client.get_metric_history(parent.info.run_id, "jobs_finished")][:3] == [0, 1, 2]
 
     readme = (tmp_path / "outputs" / "results" / "README.md").read_text()
-    name = "synthetic.scratch.imagesize32.dense30k12.scale1.batchsize4"
+    name = naming.compose(naming.compose_config([*FAST, "train.epochs=1", "train.max_steps_per_epoch=1"]))
+    assert name.endswith(".train-epochs-1.train-max_steps_per_epoch-1")  # the settings the tests changed show
     assert f"| {name}" in readme and "± " in readme and "| 0, 1 " in readme  # one row, two seeds, shown
     assert "](sweeps/" in readme
     page = next((tmp_path / "outputs" / "results" / "sweeps").glob("*.md")).read_text()

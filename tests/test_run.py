@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from engine.callbacks import ConfigError, NonFiniteLossError
+from engine.train import validate_config
 from sweeper import naming
-from sweeper.task import run_job
+from sweeper.errors import JobFailed
+from sweeper.task import main, run_job
 from tests.conftest import FAST, REPO, subprocess_env
 
 
@@ -22,22 +26,26 @@ def _runs(uri: str, experiment: str = "synthetic", kind: str | None = None) -> l
     return [r for r in runs if r.data.tags.get("segsweep.kind") == kind]
 
 
+@pytest.mark.slow
 def test_one_epoch_run_is_tracked_under_its_canonical_name(store: str, tmp_path: Path):
-    cfg = naming.compose_config([*FAST, "train.epochs=1", f"output_root={tmp_path / 'out'}"])
+    cfg = naming.compose_config([*FAST, "train.epochs=1", "seed=7", f"output_root={tmp_path / 'out'}"])
     result = run_job(cfg)
-    assert result["status"] == "FINISHED"
+    assert result["status"] == "FINISHED" and result["seed"] == 7
     client = MlflowClient(store)
     run = client.get_run(result["run_id"])
     name = naming.compose(cfg)
-    assert run.info.status == "FINISHED" and run.info.run_name == name
+    assert run.info.status == "FINISHED" and run.info.run_name == f"{name} seed=7"  # the seed is visible
     tags = run.data.tags
     assert tags["segsweep.name"] == name and tags["segsweep.dataset"] == "synthetic"
     assert tags["segsweep.config_hash"] == naming.config_hash(cfg)
     assert len(tags["segsweep.git_commit"]) == 40 and tags["segsweep.git_dirty"] in ("true", "false")
-    assert run.data.params["dataset.name"] == "synthetic" and run.data.params["scale"] == "1"
+    params = run.data.params
+    assert params["dataset.name"] == "synthetic" and params["scale"] == "1" and params["lr"] == "0.001"
+    assert "train.base_lr" not in params and "dataset.scale" not in params and "tracking.uri" not in params
     metrics = run.data.metrics
-    for key in ("train_loss", "lr", "val_mIoU", "val_pixel_acc", "params_M", "final_val_mIoU"):
+    for key in ("train_loss", "lr_epoch", "val_mIoU", "val_pixel_acc", "params_M", "final_val_mIoU"):
         assert key in metrics, key
+    assert "lr" not in metrics and result["value"] == metrics["final_val_mIoU"]
     assert any(k.startswith("val_IoU/") for k in metrics)
     assert 0 <= metrics["val_mIoU"] <= 100 and metrics["params_M"] > 0.1
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_mIoU")] == [1]
@@ -45,16 +53,24 @@ def test_one_epoch_run_is_tracked_under_its_canonical_name(store: str, tmp_path:
     assert "config.yaml" in artifacts
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_run_is_skipped_and_force_reruns(store: str, tmp_path: Path):
-    overrides = [*FAST, "train.epochs=1", f"output_root={tmp_path / 'out'}"]
+    # evaluated on test (as CamVid's protocol): its metrics say test, and its result is the test score
+    overrides = [*FAST, "train.epochs=1", "dataset.eval_split=test", f"output_root={tmp_path / 'out'}"]
     first = run_job(naming.compose_config(overrides))
+    metrics = MlflowClient(store).get_run(first["run_id"]).data.metrics
+    assert {"test_mIoU", "test_pixel_acc", "final_test_mIoU"} <= set(metrics)
+    assert any(k.startswith("test_IoU/") for k in metrics) and not [k for k in metrics if "val_" in k]
+    assert first["value"] == metrics["final_test_mIoU"] and first["split"] == "test"
     again = run_job(naming.compose_config(overrides))
     assert again["status"] == "SKIPPED" and again["run_id"] == first["run_id"]
+    assert again["value"] == first["value"]
     forced = run_job(naming.compose_config([*overrides, "+force=true"]))
     assert forced["status"] == "FINISHED" and forced["run_id"] != first["run_id"]
     assert len(_runs(store)) == 2
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_run_without_duplicate_steps(store: str, tmp_path: Path):
     overrides = [*FAST, "train.epochs=2", f"output_root={tmp_path / 'out'}"]
     first = run_job(naming.compose_config([*overrides, "train.epochs=1"]))
@@ -74,6 +90,31 @@ def test_resume_continues_the_same_run_without_duplicate_steps(store: str, tmp_p
     assert resumed["status"] == "FINISHED" and resumed["run_id"] == run_id
     steps = [m.step for m in client.get_metric_history(run_id, "val_mIoU")]
     assert sorted(steps) == [1, 2] and len(steps) == len(set(steps))
+    assert len(client.get_metric_history(run_id, "params_M")) == 1  # once, however often it resumes
+
+
+@pytest.mark.slow
+def test_a_failed_training_names_its_run(store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    cfg = naming.compose_config([*FAST, "train.epochs=1", "lr=1e30", f"output_root={tmp_path / 'out'}"])
+    with pytest.raises(JobFailed) as failed:
+        run_job(cfg)
+    assert isinstance(failed.value.cause, NonFiniteLossError)
+    run = MlflowClient(store).get_run(failed.value.run_id)
+    assert run.info.status == "FAILED" and "NonFiniteLossError" in run.data.tags["segsweep.error"]
+    assert not hasattr(failed.value.cause, "segsweep_run_id")
+    with pytest.raises(SystemExit) as exited:  # a single run: not bad input, so exit 1 with one line
+        main(cfg)
+    assert exited.value.code == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: NonFiniteLossError: training loss became")
+
+
+def test_bad_input_exits_2_before_any_run(store: str, capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as exited:
+        main(naming.compose_config(["lr=abc"]))
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == ["error: lr=abc must be a positive number (e.g. `lr=1e-3`)"]
+    assert not Path(store.removeprefix("sqlite:///")).exists()  # refused before the store was opened
 
 
 def _sweep(*args: str, cwd: Path, uri: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -81,6 +122,7 @@ def _sweep(*args: str, cwd: Path, uri: str, timeout: int = 300) -> subprocess.Co
                           text=True, timeout=timeout, env=subprocess_env(MLFLOW_TRACKING_URI=uri))
 
 
+@pytest.mark.slow
 def test_everyday_multirun_command(store: str, tmp_path: Path):
     result = _sweep("-m", "backbone=dense30k12,dense30k36", "scale=1,2", *FAST, "train.epochs=1",
                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, uri=store)
@@ -101,6 +143,7 @@ def test_everyday_multirun_command(store: str, tmp_path: Path):
     assert parent.info.run_name not in readme  # the parent run is not a result row
 
 
+@pytest.mark.slow
 def test_a_run_from_a_seed_name(store: str, tmp_path: Path):
     result = _sweep("name=synthetic.scratch.imagesize32.dense30k12.scale1.batchsize4", "dataset.num_train=16",
                     "dataset.num_val=4", "dataset.image_size=32", "train.epochs=1", "train.max_steps_per_epoch=1",
@@ -111,29 +154,46 @@ def test_a_run_from_a_seed_name(store: str, tmp_path: Path):
     assert run.data.params["train.epochs"] == "1"  # explicit overrides win over the name
 
 
-@pytest.mark.parametrize(("args", "needle"), [
+@pytest.mark.parametrize(("override", "needle"), [
+    ("scale=0", "scale=0 must be a positive integer"),
+    ("batch_size=-2", "batch_size=-2 must be a positive integer"),
+    ("imagesize=0", "imagesize=0 must be a positive integer"),
+    ("gpus=0", "gpus=0 must be a positive integer"),
+    ("train.epochs=0", "train.epochs=0 must be a positive integer"),
+    ("lr=abc", "lr=abc must be a positive number"),
+    ("lr=0", "lr=0 must be a positive number"),
+    ("train.milestones=[4]", "train.milestones and train.lr_factors must have the same length"),
+])
+def test_values_that_cannot_train_are_config_errors(override: str, needle: str):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        validate_config(naming.compose_config([override]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "needle"), [  # a codec error and an engine ConfigError (the rules: above)
     (["name=camvid.scratch.imagesize321.dense30k48.newdid7"], "'newdid7'"),
     (["scale=0"], "scale=0 must be a positive integer"),
-    (["batch_size=-2"], "batch_size=-2 must be a positive integer"),
-    (["imagesize=0"], "imagesize=0 must be a positive integer"),
 ])
 def test_bad_input_ends_with_one_line_and_no_run(store: str, tmp_path: Path, args: list[str], needle: str):
     result = _sweep(*args, cwd=tmp_path, uri=store)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and needle in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "ConfigError" not in errors[0]  # the problem, not a type
     assert _runs(store) == []
 
 
+@pytest.mark.slow
 def test_unwritable_store_is_named(tmp_path: Path):
     not_a_dir = tmp_path / "a-file"
     not_a_dir.write_text("")
     uri = f"sqlite:///{not_a_dir / 'mlflow.db'}"
     result = _sweep("train.epochs=1", cwd=tmp_path, uri=uri)
-    assert result.returncode != 0
-    assert uri in result.stderr and "error:" in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1 and uri in errors[0], result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_unknown_config_group_option_is_rejected(tmp_path: Path, store: str):
     result = _sweep("backbone=dense30k99", cwd=tmp_path, uri=store)
     assert result.returncode != 0 and "dense30k99" in result.stderr

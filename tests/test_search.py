@@ -426,7 +426,7 @@ def test_e2e_pruned_trial_stops_early_and_shows_in_mlflow(tmp_path: Path) -> Non
         tmp_path,
         "lr=choice(1e-4,5e-3)",
         "hydra.sweeper.sampler.name=grid",
-        "hydra.sweeper.metric=lr",
+        "hydra.sweeper.metric=lr_epoch",
         "hydra.sweeper.pruner.name=threshold",
         "+hydra.sweeper.pruner.kwargs.upper=1e-3",
     )

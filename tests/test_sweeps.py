@@ -163,7 +163,7 @@ def test_kill_9_mid_epoch_then_rerun_resumes_to_the_uninterrupted_result(store: 
     (run,) = _runs(store)[0]
     assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
     client = MlflowClient(store)
-    for key in ("val_mIoU", "train_loss", "lr"):
+    for key in ("val_mIoU", "train_loss", "lr_epoch"):
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
         assert sorted(steps) == [1, 2], (key, steps)
 

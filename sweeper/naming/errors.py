@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from sweeper.errors import UserError
 
-class BadNameError(ValueError):
+
+class BadNameError(UserError, ValueError):
     """A name, a name value or a config that cannot be written as (or read from) a run name."""
 
 
