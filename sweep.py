@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from sweeper import LAUNCH_DIR_ENV, cli_help
 from sweeper.naming import register_backbones
+from sweeper.shutdown import run_cli
 
 os.environ.setdefault(LAUNCH_DIR_ENV, os.getcwd())
 register_backbones()  # the backbone=dense{L}k{K} options, before Hydra composes
@@ -30,4 +31,4 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # SIGTERM/SIGINT and input errors end with one line

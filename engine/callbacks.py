@@ -26,7 +26,11 @@ class StopTraining(Exception):
         self.reason = reason
 
 
-class ConfigError(ValueError):
+class InputError(ValueError):
+    """Bad input, or a state of files the user fixes (exit 2); the message names the problem and the fix."""
+
+
+class ConfigError(InputError):
     """A config value the engine cannot train with; the message names the key and the fix (exit 2)."""
 
 
@@ -46,3 +50,6 @@ class Callback:
 
     def on_train_end(self, metrics: dict[str, float]) -> None:
         """Final metrics: final_<split>_mIoU on the full split, params_M, ..."""
+
+    def on_warning(self, key: str, message: str) -> None:
+        """Something the run should carry (e.g. ``loss_exploded``): the loop goes on."""

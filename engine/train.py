@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from data.build import build_dataset
 from data.check import check_before_training
-from engine import checkpoint
+from engine import checkpoint, guards
 from engine.callbacks import LR_METRIC, Callback, ConfigError, NonFiniteLossError, split_metric
 from engine.distributed import (
     all_reduce_mean,
@@ -88,17 +88,8 @@ def lr_factor(epoch: int, milestones: Sequence[int], factors: Sequence[float]) -
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Reject values that cannot train with :class:`ConfigError` naming the key and the fix."""
-    size = cfg.imagesize if isinstance(cfg.imagesize, int) else min(cfg.imagesize)
-    checks = {"scale": cfg.scale, "batch_size": cfg.batch_size, "imagesize": size,
-              "train.epochs": cfg.train.epochs, "gpus": cfg.gpus}
-    for key, value in checks.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"{key}={value} must be a positive integer (e.g. `{key}=1`)")
-    if not isinstance(cfg.lr, int | float) or isinstance(cfg.lr, bool) or not cfg.lr > 0:
-        raise ConfigError(f"lr={cfg.lr} must be a positive number (e.g. `lr=1e-3`)")
-    if len(cfg.train.milestones) != len(cfg.train.lr_factors):
-        raise ConfigError("train.milestones and train.lr_factors must have the same length")
+    """Reject values that cannot train, with the key and the fix (engine.guards.ConfigValueError)."""
+    guards.check_config(cfg)
 
 
 def _param_groups(model: nn.Module, weight_decay: float, head_lr_mult: float) -> list[dict[str, Any]]:
@@ -170,6 +161,8 @@ class _Run:
                                  persistent_workers=False)
         self.start_epoch, self.history = 0, []
         self._resume()
+        self.loss_watch = guards.LossWatch(float(cfg.train.get("explode_factor", guards.EXPLODE_FACTOR)),
+                                           self.history[0]["train_loss"] if self.history else None)
 
     def _resume(self) -> None:
         state = checkpoint.load(self.workdir) if self.cfg.train.get("checkpoint", True) else None
@@ -209,6 +202,9 @@ class _Run:
             loss.backward()
             self.optimizer.step()
             total, steps = total + loss.item(), steps + 1
+            warning = self.loss_watch.check(loss.item(), epoch + 1, steps)
+            if warning:
+                self._report("on_warning", "loss_exploded", warning)
             bar.set_postfix(loss=f"{loss.item():.3f}")
         return all_reduce_mean(total / max(steps, 1), self.ctx)
 

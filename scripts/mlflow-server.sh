@@ -3,6 +3,9 @@
 #   scripts/mlflow-server.sh                          # sqlite:///mlflow.db, ./mlartifacts, port 5000
 #   scripts/mlflow-server.sh --port 5001 --store postgresql://segsweep@localhost/segsweep
 # Then: python sweep.py -m tracking=server ...   (or MLFLOW_TRACKING_URI=http://127.0.0.1:5000)
+# Stop it with Ctrl-C, or `kill <pid>` of the pid it prints (this script's pid: it execs the server):
+# the whole server (uvicorn and its workers) stops and the port is freed. Workers: --workers N
+# (default one per two cores, 1 to 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec python -m sweeper server "$@"

@@ -3,7 +3,7 @@
 - :class:`UserError` and its family: bad input the user can fix. The message is one line naming the
   problem and the fix; the command exits 2. Other packages' bad-input errors join the family through
   :data:`BAD_INPUT` (``engine`` and ``data`` cannot import ``sweeper``): the engine's
-  :class:`engine.callbacks.ConfigError` and the data package's :class:`data.errors.DatasetError`.
+  :class:`engine.callbacks.InputError` family (config values, checkpoints) and the data package's :class:`data.errors.DatasetError`.
 - :class:`JobFailed`: a job whose MLflow run was created and then failed; it names the run (recorded
   FAILED) and carries the error that ended it.
 - Anything else is a bug or a fault of the machine: exit 1.
@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from data.errors import DatasetError
-from engine.callbacks import ConfigError
+from engine.callbacks import InputError
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -35,7 +35,7 @@ class JobFailed(Exception):
 
 
 #: the exception classes that mean bad input (exit 2)
-BAD_INPUT: tuple[type[BaseException], ...] = (UserError, ConfigError, DatasetError)
+BAD_INPUT: tuple[type[BaseException], ...] = (UserError, InputError, DatasetError)
 
 
 def root_cause(error: BaseException) -> BaseException:

@@ -153,10 +153,11 @@ def result(ret: JobReturn) -> dict[str, Any]:
     return {"status": "FAILED", "name": "", "run_id": None, "value": None, "error": error_line(ret._return_value)}
 
 
-def close_parents(parents: Mapping[str, str], returns: Sequence[JobReturn], interrupted: bool = False) -> None:
+def close_parents(parents: Mapping[str, str], returns: Sequence[JobReturn], interrupted: bool = False,
+                  failed: bool = False) -> None:
     from sweeper import tracking
 
-    failed = any(result(r).get("status") == "FAILED" for r in returns)
+    failed = failed or any(result(r).get("status") == "FAILED" for r in returns)
     status = "KILLED" if interrupted else "FAILED" if failed else "FINISHED"
     sweep_record.close_record(parents, [str(result(r).get("status")) for r in returns])  # counts, summary
     for key, run_id in parents.items():
@@ -210,6 +211,9 @@ class FixSweepDir(_HydraCallback):
     interpolation of the sweep's overrides (``${sweep_dirname:...}``) means one dir for all jobs."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from sweeper.shutdown import check_launcher
+
+        check_launcher(config)  # e.g. launcher=slurm without SLURM: one line, before any run is opened
         given = list(OmegaConf.select(config, "hydra.overrides.hydra", default=None) or [])
         if any(str(o).lstrip("+~").startswith("hydra.sweep.dir=") for o in given):
             return  # set on the command line: already one literal dir for all

@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sweeper import launch as sweep
+from sweeper import shutdown, trust
 
 log = logging.getLogger(__name__)
 POOL_DIR = ".pool"
@@ -56,9 +56,10 @@ def slots(opts: DictConfig, gpus: Sequence[str] | None = None) -> list[list[str]
             raise ValueError(f"launcher.gpus_per_job={per} but {len(gpus)} GPU(s) are visible "
                              f"({','.join(gpus)}): choose 1..{len(gpus)}")
         return [list(gpus[i:i + per]) for i in range(0, len(gpus) - per + 1, per)]
-    workers = int(opts.get("workers") or 1)
-    if workers < 1:
-        raise ValueError(f"launcher.workers={workers} must be >= 1")
+    workers = 1 if opts.get("workers") is None else opts.get("workers")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"launcher.workers={workers}: a pool needs a whole number of workers, at least 1 "
+                         f"(e.g. `launcher.workers=2`)")
     return [None] * workers
 
 
@@ -123,8 +124,7 @@ def _job_env(slot: list[str] | None, n_slots: int) -> dict[str, str]:
 def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict], sweep_dir: Path,
           pool_slots: list[list[str] | None]) -> list[JobReturn]:
     """Each slot runs one worker process at a time until the queue is empty."""
-    work_dir = sweep_dir / POOL_DIR
-    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = trust.private_dir(sweep_dir / POOL_DIR)  # payloads run code when loaded: this user's only
     todo: queue.Queue = queue.Queue()
     for pos, job in enumerate(jobs):
         todo.put((pos, job))
@@ -150,17 +150,20 @@ def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict
         payload, result, logfile = (work_dir / f"{idx}.pkl", work_dir / f"{idx}.result.pkl",
                                     work_dir / f"{idx}.log")
         result.unlink(missing_ok=True)
-        payload.write_bytes(cloudpickle.dumps((launcher, overrides, idx, state)))
+        if shutdown.requested():  # the sweep is stopping: start nothing new
+            return
+        trust.write_payload(payload, (launcher, overrides, idx, state))
         where = f"GPU {','.join(slot)}" if slot is not None else "CPU"
         log.info("\t#%d (%s) : %s", idx, where, " ".join(filter_overrides(overrides)))
         with logfile.open("w") as out:
             proc = subprocess.Popen([sys.executable, "-m", "sweeper.pool", "job", str(payload), str(result)],
-                                    stdout=out, stderr=subprocess.STDOUT, env=_job_env(slot, len(pool_slots)))
+                                    stdout=out, stderr=subprocess.STDOUT, env=_job_env(slot, len(pool_slots)),
+                                    start_new_session=True)  # its own group: the launcher stops it in order
             procs[pos] = proc
             code = proc.wait()
         name = (cells[pos] or {}).get("name", "") if pos < len(cells) else ""
         if result.exists():
-            results[pos] = cloudpickle.loads(result.read_bytes())
+            results[pos] = trust.read_payload(result)
         else:
             results[pos] = _failed(overrides, name, f"worker exited with status {code} (log: {logfile})")
         status = sweep.result(results[pos]).get("status")
@@ -174,9 +177,9 @@ def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict
             while thread.is_alive():
                 thread.join(timeout=0.5)
     except KeyboardInterrupt:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
+        while not todo.empty():  # no new job starts
+            todo.get_nowait()
+        shutdown.stop_processes(procs.values())  # SIGTERM: each worker marks its run KILLED; then SIGKILL
         raise
     return [results[pos] for pos in range(len(jobs))]
 
@@ -195,8 +198,9 @@ def _run_and_close(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequ
     returns: list[JobReturn] = []
     try:
         returns = _run(launcher, jobs, cells, sweep_dir, configs)
-    except KeyboardInterrupt:
-        sweep.close_parents(parents, returns, interrupted=True)
+    except BaseException as stop:  # a signal (KILLED) or an error of the launcher (FAILED): never left RUNNING
+        sweep.close_parents(parents, returns, interrupted=isinstance(stop, KeyboardInterrupt),
+                            failed=not isinstance(stop, KeyboardInterrupt))
         raise
     sweep.close_parents(parents, returns)
     sweep.report(returns, cells)
@@ -205,8 +209,8 @@ def _run_and_close(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequ
 
 def _detach(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict], parents: dict[str, str],
             sweep_dir: Path, lock_fd: int | None = None) -> list[JobReturn]:
-    payload = sweep_dir / "detached.pkl"
-    payload.write_bytes(cloudpickle.dumps((launcher, jobs, cells, parents, Singleton.get_state())))
+    payload = trust.write_payload(sweep_dir / POOL_DIR / "detached.pkl",
+                                  (launcher, jobs, cells, parents, Singleton.get_state()))
     logfile = sweep_dir / "detached.log"
     with logfile.open("a") as out:
         proc = subprocess.Popen([sys.executable, "-m", "sweeper.pool", "detached", str(payload)], stdout=out,
@@ -238,6 +242,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     configs = [loader.load_sweep_config(config, list(o)) for o in job_overrides]
     cells = [sweep.cell_info(c) for c in configs]
     jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
+    if str(_opts(config).get("mode", "local")) == "gpus":
+        slots(_opts(config))  # bad pool settings end here, before any run is opened
     if sweep.managed(job_overrides):  # trials of a search: its sweeper owns the parent run and summary
         return _run(launcher, jobs, cells, sweep_dir, configs)
     with sweep.sweep_lock(sweep_dir) as lock_fd:
@@ -250,19 +256,29 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
 
 
 def _main(argv: Sequence[str]) -> int:
+    if shutdown.install() and argv[:1] == ["job"]:  # SIGTERM (the launcher's, anyone's): the run ends KILLED
+        shutdown.watch_parent()  # and a worker whose launcher was killed -9 stops too
+    try:
+        return _serve(argv)
+    except trust.UntrustedPayloadError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt as stop:
+        print(shutdown.stopped_line(stop), file=sys.stderr, flush=True)
+        return shutdown.exit_code(stop)
+
+
+def _serve(argv: Sequence[str]) -> int:
     if len(argv) == 3 and argv[0] == "job":
-        launcher, overrides, idx, state = cloudpickle.loads(Path(argv[1]).read_bytes())
+        launcher, overrides, idx, state = trust.read_payload(Path(argv[1]))
         ret = run_one(launcher, overrides, idx, state)
         try:
-            data = cloudpickle.dumps(ret)
+            trust.write_payload(Path(argv[2]), ret)
         except Exception as error:  # noqa: BLE001 - an unpicklable return still reports the job
-            data = cloudpickle.dumps(_failed(overrides, "", f"unpicklable job return: {error}"))
-        tmp = Path(argv[2] + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(argv[2])
+            trust.write_payload(Path(argv[2]), _failed(overrides, "", f"unpicklable job return: {error}"))
         return 0
     if len(argv) == 2 and argv[0] == "detached":
-        launcher, jobs, cells, parents, state = cloudpickle.loads(Path(argv[1]).read_bytes())
+        launcher, jobs, cells, parents, state = trust.read_payload(Path(argv[1]))
         Singleton.set_state(state)
         setup_globals()
         # the sweep lock was inherited from the launching command and goes when this process ends

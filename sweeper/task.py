@@ -24,10 +24,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from engine import guards
 from engine.callbacks import Callback, StopTraining
 from engine.checkpoint import CHECKPOINT_NAME
 from engine.train import train, validate_config
-from sweeper import LAUNCH_DIR_ENV, errors, naming, slurm, tracking
+from sweeper import LAUNCH_DIR_ENV, errors, naming, shutdown, slurm, tracking
 
 PARENTS_ENV = "SEGSWEEP_PARENT_RUNS"  # JSON {"<uri>|<experiment>": parent run id}, set by the launcher
 SWEEP_ID_ENV = "SEGSWEEP_SWEEP_ID"
@@ -209,6 +210,7 @@ class Job:
 def prepare(cfg: DictConfig, overrides: list[str]) -> Job:
     """Resolve and validate the config; name it; find its store and run dir (bad input raises here)."""
     cfg = resolve_config(cfg, overrides)
+    guards.check_devices(cfg)  # where the job runs (not in the launcher): before any run is created
     name, config_hash = naming.compose(cfg), naming.config_hash(cfg)
     return Job(cfg, name, config_hash, naming.run_key(name, config_hash),
                tracking.tracking_uri(cfg, launch_dir()), run_dir(cfg, name, config_hash))
@@ -277,6 +279,10 @@ def execute(client: Any, job: Job, run_id: str) -> dict:
                                            tracking.TAG + "pruned": str(stop.reason == "pruned").lower()})
         client.set_terminated(run_id, "KILLED")
         return _result("PRUNED" if stop.reason == "pruned" else "STOPPED", job.name, run_id, seed=seed)
+    except KeyboardInterrupt as stop:  # SIGINT/SIGTERM (sweeper.shutdown): KILLED, resumable by a re-run
+        client.set_terminated(run_id, "KILLED")
+        tracking.set_tags(client, run_id, {tracking.TAG + "stopped": shutdown.reason(stop)})
+        raise
     except Exception as error:
         tracking.record_failure(client, run_id, error)
         raise errors.JobFailed(run_id, error) from error

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,3 +140,56 @@ def test_a_pool_sweep_tracked_through_the_server(mlflow_server: str, tmp_path: P
     for run in jobs:
         assert "traceback.txt" not in {a.path for a in client.list_artifacts(run.info.run_id)}
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_mIoU")] == [1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _children(pid: int) -> set[int]:
+    """Every live descendant of ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+@pytest.mark.slow
+def test_kill_of_the_server_pid_stops_the_whole_server_and_frees_the_port(tmp_path: Path):
+    port = _free_port()
+    log = tmp_path / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "sweeper", "server", "--port", str(port), "--store",
+                                 f"sqlite:///{tmp_path / 'server.db'}", "--artifacts", str(tmp_path / "artifacts")],
+                                stdout=out, stderr=subprocess.STDOUT, env=subprocess_env())
+    try:
+        server.wait_ready(f"http://127.0.0.1:{port}", timeout_s=180)
+        below = _children(proc.pid)
+        assert below, "mlflow server runs below `python -m sweeper server`"
+        os.kill(proc.pid, signal.SIGTERM)  # `kill <pid>`, as the start line says
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.time() + 10
+    while [pid for pid in below if _alive(pid)] and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in below if _alive(pid)]  # no uvicorn worker left holding the port
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
+    text = log.read_text()
+    assert f"stop it with Ctrl-C or `kill {proc.pid}`" in text and "MLflow server stopped (SIGTERM)" in text
+
+
+def test_default_workers_fit_the_machine():
+    assert [server.default_workers(n) for n in (1, 2, 4, 8, 64)] == [1, 1, 2, 4, 4]
