@@ -8,9 +8,10 @@ same run with the same timing, in both memory formats, before and after the mode
 demanding baseline). Variants tried per model: contiguous (NCHW) and channels_last, each under
 the mkldnn backend flags as set by default.
 
-    python bench/train_step.py [--quick] [--threads N]
+    python bench/train_step.py [--quick] [--threads N] [--clock cpu] [--breakdown]
 
-Prints a table and, last, one JSON line; `ratio` = best achieved fraction for DeepLabV3-ResNet101.
+Prints a table and, last, one JSON line; `ratio` (its last key) = best achieved fraction for
+DeepLabV3-ResNet101. `--breakdown` adds the time share per op family and the conv-only fraction.
 """
 
 from __future__ import annotations
@@ -35,16 +36,22 @@ MODELS = {
 }
 
 
+#: the clock of `timed`: wall time, or this process's CPU time (`--clock cpu`: with `--threads 1` it
+#: is the time the step itself computed, which other processes on a shared machine barely change)
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCK["wall"]
+
+
 def timed(fn: Callable[[], None], repeats: int, warmup: int = 1) -> float:
-    """Fastest wall time of `fn` in seconds after `warmup` calls (the minimum: the machine is shared,
+    """Fastest time of `fn` in seconds after `warmup` calls (the minimum: the machine is shared,
     and other processes only ever add time)."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return min(times)
 
 
@@ -89,21 +96,63 @@ def count_flops(step: Callable[[], None]) -> int:
     return counter.get_total_flops()
 
 
+#: op families of the breakdown (aten names, matched by prefix); the rest is "other"
+FAMILIES = {"conv": ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution",
+                     "aten::thnn_conv", "aten::_slow_conv", "aten::mkldnn_convolution_backward"),
+            "batchnorm": ("aten::native_batch_norm", "aten::_native_batch_norm", "aten::batch_norm"),
+            "relu": ("aten::relu", "aten::clamp_min", "aten::threshold_backward"),
+            "cat/copy": ("aten::cat", "aten::copy_", "aten::fill_", "aten::zero_"),
+            "add": ("aten::add",),
+            "optimizer": ("aten::_fused_adam", "aten::_foreach", "aten::addcmul", "aten::addcdiv",
+                          "aten::lerp", "aten::sqrt", "aten::mul_", "aten::div")}
+
+
+def breakdown(step: Callable[[], None]) -> dict[str, float]:
+    """Share of one step's self CPU time per op family (a profiled step after the timed ones)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    shares: dict[str, float] = {family: 0.0 for family in [*FAMILIES, "other"]}
+    for event in prof.key_averages():
+        family = next((f for f, prefixes in FAMILIES.items() if event.key.startswith(prefixes)), "other")
+        shares[family] += event.self_cpu_time_total
+    total = sum(shares.values()) or 1.0
+    return {family: t / total for family, t in shares.items()}
+
+
+def conv_flops(step: Callable[[], None]) -> int:
+    """FLOPs of the convolutions alone (forward and backward) in one step."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    per_op = counter.get_flop_counts().get("Global", {})
+    return sum(n for op, n in per_op.items() if "convolution" in str(op))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke mode: 129x129, one timed step")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--size", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=0, help="timed steps per variant (default 4; --quick 1)")
+    parser.add_argument("--clock", choices=sorted(CLOCK), default="wall",
+                        help="wall time, or CPU time (with --threads 1: robust on a shared machine)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also profile one step per variant: time share per op family, and the conv-only "
+                             "fraction (the ceiling when every other op took no time)")
     args = parser.parse_args()
+    global clock
+    clock = CLOCK[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
     size = args.size or (129 if args.quick else 321)
-    repeats = 1 if args.quick else 4
+    repeats = args.repeats or (1 if args.quick else 4)
     batch = 2
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, mkldnn={torch.backends.mkldnn.is_available()}, "
-          f"batch {batch} at {size}x{size}, fp32")
+          f"batch {batch} at {size}x{size}, fp32, {args.clock} clock")
     peaks = {f"conv {'channels_last' if cl else 'contiguous'}": conv_peak(cl, repeats + 2) for cl in (False, True)}
     rows = []
+    profiles: list[tuple[str, str, dict[str, float], float]] = []
     best: dict[str, float] = {}
     variants = [(False, True), (True, True)] + ([] if args.quick else [(False, False)])
     for name in MODELS:
@@ -113,6 +162,9 @@ def main() -> None:
             t = timed(step, repeats, warmup=1 if args.quick else 2)
             layout = ("channels_last" if cl else "contiguous") + ("" if fused else ",adam-loop")
             rows.append((name, layout, flops, t))
+            if args.breakdown:
+                shares, cflops = breakdown(step), conv_flops(step)
+                profiles.append((name, layout, shares, cflops / (t * shares["conv"]) if shares["conv"] else 0.0))
     for cl in (False, True):
         peaks[f"conv {'channels_last' if cl else 'contiguous'} (after)"] = conv_peak(cl, repeats + 2)
     peak = max(peaks.values())
@@ -124,9 +176,12 @@ def main() -> None:
         frac = flops / t / peak
         best[name] = max(best.get(name, 0.0), frac)
         print(f"{name:22s} {layout:24s} {flops / 1e9:11.1f} {t:8.2f} {flops / t / 1e9:8.1f} {frac:9.2f}")
-    result = {"ratio": round(best["deeplabv3-resnet101"], 3),
-              "dense30k48_newdid6": round(best["dense30k48.newdid6"], 3),
-              "baseline_gflops": round(peak / 1e9, 1), "size": size, "threads": torch.get_num_threads()}
+    for name, layout, shares, conv_rate in profiles:
+        parts = "  ".join(f"{family} {share:4.0%}" for family, share in shares.items())
+        print(f"{name:22s} {layout:24s} {parts}  | conv-only fraction {conv_rate / peak:4.2f}")
+    result = {"dense30k48_newdid6": round(best["dense30k48.newdid6"], 3),
+              "baseline_gflops": round(peak / 1e9, 1), "size": size, "threads": torch.get_num_threads(), "clock": args.clock,
+              "ratio": round(best["deeplabv3-resnet101"], 3)}
     print(json.dumps(result))
 
 

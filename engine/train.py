@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
-from tqdm import tqdm
 
 from data.build import build_dataset
 from data.check import check_before_training
@@ -36,6 +35,7 @@ from engine.distributed import (
     wrap_model,
 )
 from engine.evaluate import evaluate
+from engine.progress import Progress, epoch_bar
 from models.build import build_model, count_params_m
 
 
@@ -135,7 +135,8 @@ class _Run:
 
     def __init__(self, cfg: DictConfig, callbacks: Sequence[Callback], workdir: Path | None):
         validate_config(cfg)
-        self.cfg, self.callbacks, self.workdir = cfg, list(callbacks), workdir
+        self.cfg, self.workdir = cfg, workdir
+        self.callbacks = [Progress(), *callbacks]  # the line per epoch first: a callback may stop the run
         seed_everything(int(cfg.seed))
         self.ctx = init_distributed(cfg)
         self.device = self.ctx.device
@@ -187,7 +188,7 @@ class _Run:
             self.train_set.set_epoch(epoch)
         total, steps = 0.0, 0
         ignore = int(self.cfg.dataset.ignore_index)
-        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}", leave=False, disable=None)
+        bar = epoch_bar(self.loader, epoch + 1, int(self.cfg.train.epochs))
         for batch in bar:
             image = to_channels_last(batch["image"].to(self.device, non_blocking=True), self.device, self.amp)
             label = batch["label"].to(self.device, non_blocking=True)

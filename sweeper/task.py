@@ -28,9 +28,8 @@ from engine import guards
 from engine.callbacks import Callback, StopTraining
 from engine.checkpoint import CHECKPOINT_NAME
 from engine.train import train, validate_config
-from sweeper import errors, naming, placement, search, shutdown, tracking
+from sweeper import LAUNCH_DIR_ENV, errors, naming, placement, search, shutdown, tracking
 
-LAUNCH_DIR_ENV = "SEGSWEEP_LAUNCH_DIR"
 PARENTS_ENV = "SEGSWEEP_PARENT_RUNS"  # JSON {"<uri>|<experiment>": parent run id}, set by the launcher
 SWEEP_ID_ENV = "SEGSWEEP_SWEEP_ID"
 #: bad input (exit 2): the UserError family, the engine's and the data's config errors and the codec's

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
+import multiprocessing.process
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from sweeper.naming import register_backbones
+
+register_backbones()  # the generated backbone=dense{L}k{K} options, for every test that composes with Hydra
 
 REPO = Path(__file__).resolve().parents[1]
 NOTES = REPO / "tests" / "data" / "deeplab-notes.md"
@@ -34,3 +42,100 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
     env.pop("SEGSWEEP_LAUNCH_DIR", None)
     return env
+
+
+# ---------------------------------------------------------------- the fast tier: `-m "not slow"`
+#: test modules whose every test starts `sweep.py` processes, servers or clusters
+SLOW_MODULES = frozenset({"test_sweeps.py", "test_server.py", "test_postgres.py"})
+#: fixtures that start processes, servers or clusters (other fixtures are judged by their source)
+SLOW_FIXTURES = frozenset({"mlflow_server", "postgres_store", "slurm_cluster", "ranks"})
+#: a call that starts a process or trains: in the test, or in a module-level helper it calls
+_SLOW_CALL = re.compile(r"\bsubprocess\.(run|Popen|call|check_call|check_output)\b|\bPopen\(|\brun_job\("
+                        r"|(?<![.\w])train\(|\.backward\(|\bsweep\.py\b|\bmp\.spawn\(|\bmultiprocessing\.|\.spawn\("
+                        r"|\bnum_workers=[1-9]")  # a train step (backward) or DataLoader worker processes
+_NAME = re.compile(r"\b[A-Za-z_]\w*\b")
+
+
+def _source(obj: object) -> str:
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
+
+
+def starts_process_or_trains(func: object, module: object, depth: int = 3) -> bool:
+    """Whether ``func``'s source, or that of a function of ``module`` it names (``depth`` levels),
+    starts a process or trains (``_SLOW_CALL``)."""
+    seen: set[str] = set()
+    frontier = [func]
+    for _ in range(depth + 1):
+        names: set[str] = set()
+        for f in frontier:
+            text = _source(f)
+            if _SLOW_CALL.search(text):
+                return True
+            names |= set(_NAME.findall(text))
+        frontier = [getattr(module, n) for n in names - seen
+                    if inspect.isfunction(getattr(module, n, None)) and getattr(module, n).__module__ == module.__name__]
+        seen |= names
+    return False
+
+
+def is_slow(item: pytest.Item) -> bool:
+    """The rule of the fast tier: a test is slow when marked, when its module or a fixture starts
+    processes, or when it, a fixture or a helper of its module starts a process or trains."""
+    if item.get_closest_marker("slow") or Path(str(item.fspath)).name in SLOW_MODULES:
+        return True
+    if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    func, module = getattr(item, "function", None), getattr(item, "module", None)
+    if func is None or module is None:
+        return False
+    fixtures = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    own = [defs[-1].func for defs in fixtures.values() if defs and defs[-1].func.__module__ == module.__name__]
+    return any(starts_process_or_trains(f, module) for f in [func, *own])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if not item.get_closest_marker("slow") and is_slow(item):
+            item.add_marker(pytest.mark.slow)
+
+
+def is_heavy_command(args: object) -> bool:
+    """A command the fast tier must not start: a Python process or a script (a quick ``git`` is fine)."""
+    argv = [str(a) for a in args] if isinstance(args, list | tuple) else str(args).split()
+    program = Path(argv[0]).name if argv else ""
+    return program.startswith("python") or argv[:1] == [sys.executable] or \
+        any(a.endswith((".py", ".sh")) for a in argv)
+
+
+def _fast_tier(config: pytest.Config) -> bool:
+    return "not slow" in (config.getoption("markexpr", default="") or "")
+
+
+@pytest.fixture(autouse=True)
+def _no_process_in_the_fast_tier(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """In the fast tier, a test that starts a process without being marked slow fails and says so
+    (the static rule above missed it: mark it `@pytest.mark.slow`)."""
+    if not _fast_tier(request.config) or request.node.get_closest_marker("slow"):
+        yield
+        return
+    started: list[str] = []
+    popen_init, process_start = subprocess.Popen.__init__, multiprocessing.process.BaseProcess.start
+
+    def recording_popen(self, args, *a, **kw):  # noqa: ANN001 - subprocess.Popen's own signature
+        if is_heavy_command(args):
+            started.append(" ".join(map(str, args)) if isinstance(args, list | tuple) else str(args))
+        popen_init(self, args, *a, **kw)
+
+    def recording_start(self):  # noqa: ANN001
+        started.append(f"multiprocessing {self.name}")
+        process_start(self)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", recording_popen)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", recording_start)
+    yield
+    if started:
+        pytest.fail(f"{request.node.nodeid} starts a process ({started[0][:120]}) but is not marked slow: "
+                    "add @pytest.mark.slow (the fast tier runs no processes)", pytrace=False)

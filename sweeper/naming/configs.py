@@ -114,7 +114,8 @@ def default_choices() -> dict[str, str]:
     choices: dict[str, str] = {}
     for entry in _load("sweep.yaml")["defaults"]:
         if isinstance(entry, dict):
-            choices.update({str(k): str(v) for k, v in entry.items()})
+            choices.update({str(k): str(v) for k, v in entry.items()
+                            if not str(k).startswith(("override ", "hydra/"))})  # Hydra's own groups
     return choices
 
 
