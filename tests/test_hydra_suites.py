@@ -53,6 +53,15 @@ def _subprocesses_import_this_tree(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
 
 
+@pytest.fixture(autouse=True)
+def _hydra_version_base_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hydra's suites assume a fresh process: no version_base yet (an earlier test's
+    ``initialize_config_dir(version_base="1.3")`` sets it process-wide and turns off the job chdir)."""
+    from hydra import version
+
+    monkeypatch.setattr(version.VersionBase.instance(), "version_base", version._UNSPECIFIED_)
+
+
 @pytest.mark.parametrize("cls", [SegsweepLocalLauncher, SegsweepPoolLauncher, SegsweepSlurmLauncher])
 def test_discovery_of_the_launchers(cls: type) -> None:
     assert cls.__name__ in [x.__name__ for x in Plugins.instance().discover(Launcher)]
