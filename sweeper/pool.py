@@ -247,8 +247,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     describe = sweep.import_function(opts.get("cell_info"), "hydra.launcher.cell_info")
     cells = [describe(c) if describe is not None else {} for c in configs]
     jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
-    if str(_opts(config).get("mode", "local")) == "gpus":
-        slots(_opts(config))  # bad pool settings end here, before any run is opened
+    if getattr(launcher, "pool", False):
+        slots(opts)  # bad pool settings end here, before any run is opened
     if sweep.managed(job_overrides):  # trials of a search: its sweeper owns the parent run and summary
         return _run(launcher, jobs, cells, sweep_dir, configs)
     with sweep.sweep_lock(sweep_dir) as lock_fd:

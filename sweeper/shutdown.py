@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -159,6 +160,12 @@ def input_error_line(error: BaseException) -> str | None:
         return f"error: {first(error)}: {fix}"
     if isinstance(error, ConfigCompositionException):
         cause = f" ({first(error.__cause__)})" if error.__cause__ is not None else ""
+        if "could not be converted" in cause:  # a typed option (hydra.launcher.workers: int)
+            return f"error: {first(error)}{cause}: give a value of the option's type (e.g. a whole number)"
+        moved = re.search(r"override '(launcher\.[\w.]+)'", str(error))
+        if moved:  # the launcher's options live under hydra.launcher (docs/sweeps.md)
+            return (f"error: {first(error)}{cause}: the launcher's options are Hydra's now, write "
+                    f"`hydra.{moved.group(1)}=...` (e.g. `hydra.launcher.workers=2`)")
         return (f"error: {first(error)}{cause}: check the key's spelling (`python sweep.py --cfg job` prints "
                 f"every key), or add a new key with `+key=value`")
     if isinstance(error, OverrideParseException):

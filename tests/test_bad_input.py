@@ -38,8 +38,9 @@ CASES = [
                  marks=pytest.mark.skipif(not NO_CUDA, reason="CUDA is available here")),
     pytest.param(["gpus=2"], "gpus=2 but 0 GPU(s) are visible here: set gpus=1",
                  marks=pytest.mark.skipif(not NO_CUDA, reason="CUDA is available here")),
-    (["-m", "launcher=gpus", "launcher.workers=0"], "launcher.workers=0: a pool needs a whole number of workers"),
-    (["-m", "launcher=gpus", "launcher.workers=two"], "launcher.workers=two: a pool needs a whole number"),
+    (["-m", "launcher=gpus", "hydra.launcher.workers=0"], "hydra.launcher.workers=0: a pool needs a whole number of workers"),
+    (["-m", "launcher=gpus", "launcher.workers=2"], "the launcher's options are Hydra's now, write `hydra.launcher.workers=...`"),
+    (["-m", "launcher=gpus", "hydra.launcher.workers=two"], "Value 'two' of type 'str' could not be converted to Integer): give a value of the option's type"),
     pytest.param(["-m", "launcher=slurm"], "launcher=slurm but there is no SLURM here (no sbatch on PATH)",
                  marks=pytest.mark.skipif(shutil.which("sbatch") is not None, reason="SLURM is here")),
 ]

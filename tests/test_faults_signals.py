@@ -115,7 +115,7 @@ def test_ctrl_c_of_a_local_sweep_then_the_rerun_resumes_into_the_same_run(store:
 @pytest.mark.slow
 def test_ctrl_c_of_a_pool_sweep_ends_its_workers_and_kills_every_run(store: str, tmp_path: Path):
     sweep_dir = tmp_path / "sweep"
-    proc = _start("-m", "launcher=gpus", "launcher.workers=2", "scale=1000,1001", *LONG, f"hydra.sweep.dir={sweep_dir}",
+    proc = _start("-m", "launcher=gpus", "hydra.launcher.workers=2", "scale=1000,1001", *LONG, f"hydra.sweep.dir={sweep_dir}",
                   tmp_path=tmp_path, store=store, CUDA_VISIBLE_DEVICES="")
     workers = _wait_running(store, 2)
     assert proc.pid not in workers
@@ -194,7 +194,7 @@ def test_launcher_slurm_without_sbatch_is_refused_before_anything(monkeypatch: p
 def test_sigterm_to_a_detached_sweep(store: str, tmp_path: Path):
     sweep_dir = tmp_path / "sweep"
     started = subprocess.run([sys.executable, str(REPO / "sweep.py"), "-m", "scale=1000,1001", *LONG,
-                              "launcher.detach=true", f"hydra.sweep.dir={sweep_dir}",
+                              "hydra.launcher.detach=true", f"hydra.sweep.dir={sweep_dir}",
                               f"output_root={tmp_path / 'out'}"], cwd=tmp_path, capture_output=True, text=True,
                              timeout=300, env=subprocess_env(MLFLOW_TRACKING_URI=store, OMP_NUM_THREADS="1"))
     assert started.returncode == 0, started.stderr[-3000:]
