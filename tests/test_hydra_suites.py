@@ -35,12 +35,15 @@ from sweeper.bookkeeping import format_value, summary
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "tests" / "apps" / "objective.py"
 
-#: (launcher, overrides) as the suites take them; processes make the pool and SLURM entries slow
+#: Hydra's suites run many tiny jobs; those that start processes per job are `conformance` (a CI step of
+#: their own, `python -m pytest -m conformance`), so the README's suite keeps its time.
+CONFORMANCE = (pytest.mark.slow, pytest.mark.conformance)
+#: (launcher, overrides) as the suites take them
 LAUNCHERS = [
     pytest.param("segsweep_local", [], id="local"),
-    pytest.param("segsweep_pool", ["hydra.launcher.workers=2"], id="pool", marks=pytest.mark.slow),
+    pytest.param("segsweep_pool", ["hydra.launcher.workers=2"], id="pool", marks=CONFORMANCE),
     pytest.param("segsweep_slurm", ["hydra.launcher.executor=local", "hydra.launcher.gpus_per_node=0",
-                                    "hydra.launcher.timeout_min=2"], id="slurm-local", marks=pytest.mark.slow),
+                                    "hydra.launcher.timeout_min=2"], id="slurm-local", marks=CONFORMANCE),
 ]
 FLAGS = {"segsweep_local": [], "segsweep_pool": ["hydra.launcher.workers=2"],
          "segsweep_slurm": ["hydra.launcher.executor=local", "hydra.launcher.gpus_per_node=0",
@@ -92,6 +95,7 @@ class TestSegsweepSweeperBatches(BatchedSweeperTestSuite):
 
 
 @pytest.mark.slow
+@pytest.mark.conformance
 @pytest.mark.parametrize("task_launcher_cfg, extra_flags", [
     pytest.param({}, ["-m", "hydra/hydra_logging=disabled", "hydra/job_logging=disabled",
                       f"hydra/launcher={name}", *flags], id=name.removeprefix("segsweep_"))

@@ -14,7 +14,7 @@ from hydra.test_utils.launcher_common_tests import LauncherTestSuite
 
 from tests.slurm.cluster import SlurmCluster
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.conformance]
 REPO = Path(__file__).resolve().parents[2]
 
 ON_CLUSTER = ["hydra.launcher.partition=${oc.env:SEGSWEEP_SLURM_PARTITION}", "hydra.launcher.gpus_per_node=null",
