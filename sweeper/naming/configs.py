@@ -25,6 +25,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from data.registry import DECLARATION_KEYS
 from sweeper.naming.errors import BadNameError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -45,7 +46,7 @@ DENSE_OPTION = re.compile(r"dense(?P<layers>\d+)k(?P<growth>\d+)")
 UNHASHED_KEYS = ("name", "tracking", "launcher", "output_root", "device", "annotations", "force",
                  "optuna", "sweep", "hydra")
 UNHASHED_NESTED_KEYS = (("dataset", "root"), ("train", "base_lr"),  # base_lr only defaults `lr`
-                        ("dataset", "reader"), ("dataset", "tokens"), ("dataset", "order"))  # the declaration
+                        *(("dataset", key) for key in DECLARATION_KEYS))  # the registry's declaration
 #: Where inputs live (a file, a folder): a path, never part of a name and not what a run computes. They
 #: enter the hash as null (their default) whatever they hold, so the hashes of existing configs stay.
 LOCATION_KEYS = (("init_path",), ("dataset", "list_dir"))
