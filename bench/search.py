@@ -32,10 +32,10 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hydra_plugins.segsweep_optuna.config import SegsweepOptunaSweeperConf  # noqa: E402
-from hydra_plugins.segsweep_optuna.sweeper import SegsweepOptunaSweeper  # noqa: E402
-from sweeper.optuna_search import Search  # noqa: E402
-from sweeper.search import TRIAL_ENV  # noqa: E402
+from hydra_plugins.segsweep_optuna.config import SegsweepOptunaSweeperConf
+from hydra_plugins.segsweep_optuna.sweeper import SegsweepOptunaSweeper
+from sweeper.optuna_search import Search
+from sweeper.search import TRIAL_ENV
 
 N_TRIALS, N_JOBS = 8, 2
 

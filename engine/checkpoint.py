@@ -119,7 +119,7 @@ def read(path: Path) -> dict[str, Any]:
     """One checkpoint file (tensors and plain data only); raises CheckpointReadError naming it."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError, ...
+    except Exception as error:
         raise _read_error(path, error) from error
     missing = [key for key in REQUIRED_KEYS if not isinstance(state, dict) or key not in state]
     if missing:

@@ -42,10 +42,7 @@ class DeepLabV2Head(nn.Module):
     def __init__(self, c_in: int, num_classes: int, kernel: int, rate: int,
                  aspp_rates: Sequence[int] | None) -> None:
         super().__init__()
-        if aspp_rates:
-            specs = [(3, r) for r in aspp_rates]
-        else:
-            specs = [(kernel, rate if kernel > 1 else 1)]
+        specs = [(3, r) for r in aspp_rates] if aspp_rates else [(kernel, rate if kernel > 1 else 1)]
         self.branches = nn.ModuleList(
             nn.Conv2d(c_in, num_classes, k, padding=r * (k - 1) // 2, dilation=r) for k, r in specs)
 

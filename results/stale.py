@@ -9,6 +9,7 @@ where they disagree.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -37,10 +38,8 @@ class ConfigHashes:
         self._file = None if cache_dir is None else Path(cache_dir) / f"config-hashes-{self._tree_digest()}.json"
         self._loaded = 0
         if self._file is not None and self._file.is_file():
-            try:
+            with contextlib.suppress(OSError, ValueError):  # a damaged cache is only a slower render
                 self._base.update(json.loads(self._file.read_text()))
-            except (OSError, ValueError):
-                pass  # a damaged cache is only a slower render
             self._loaded = len(self._base)
 
     def _tree_digest(self) -> str:
@@ -93,7 +92,7 @@ class ConfigHashes:
         n = self._naming
         try:
             cfg = n.compose_config(n.parse(name), [f"seed={seed}"] if seed is not None else [])
-        except Exception:  # an unknown token or a composition error: the name no longer composes
+        except Exception:  # noqa: BLE001 - an unknown token, a composition error: the name no longer composes
             self._base[name] = None
             return None
         official = n.config_hash(cfg)

@@ -349,7 +349,7 @@ class Search:
     def _launch(self, overrides: list[str], idx: int) -> Outcome:
         try:
             rets = self.sw.launcher.launch([overrides], initial_job_idx=idx)
-        except Exception as e:  # a job the launcher lost (killed process, cluster error)
+        except Exception as e:  # noqa: BLE001 - a job the launcher lost (killed process, cluster error)
             return Outcome(TrialState.FAIL, error=_first_line(e))
         return outcome_from_return(rets[0])
 
@@ -373,7 +373,7 @@ class Search:
             from sweeper import tracking
 
             run = tracking.client_for(self.tracking_uri).get_run(out.run_id)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the run may be gone or the store unreachable
             out.error = f"skipped: cannot read run {out.run_id} ({_first_line(e)})"
             return out
         value = _finite(tracking.result_value(run))
@@ -410,7 +410,7 @@ class Search:
                 self.parent.tag_child(run_id, number)
             if out.value is not None:
                 self.parent.log_metrics({"trial_value": out.value}, step=number)
-        except Exception as e:  # tracking trouble must not stop the search
+        except Exception as e:  # noqa: BLE001 - tracking trouble must not stop the search
             log.warning("MLflow: could not record trial %d on the parent run: %s", number, e)
 
     # ------------------------------------------------------------------ loop
@@ -518,7 +518,7 @@ class Search:
         if self.parent is not None:
             try:
                 self._track_results(results, path)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - the results file is written; tracking is extra
                 log.warning("MLflow: could not record the search results: %s", e)
         return results
 

@@ -154,7 +154,7 @@ def format_value(value: Any) -> str:
     try:
         if parser.parse_override(f"k={text}").value() == text:
             return text
-    except Exception:
+    except Exception:  # noqa: BLE001 - not a plain override value: quote it
         pass
     return quote(text)
 

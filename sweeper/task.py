@@ -318,7 +318,7 @@ def main(cfg: DictConfig) -> dict:
     overrides, multirun = _hydra_context()
     try:
         return run_job(cfg, overrides)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - the task's top: every error is a result or an exit code
         cause = errors.root_cause(error)
         code = errors.exit_code(error)
         line = tracking.first_line(cause) if code == errors.EXIT_BAD_INPUT else tracking.error_line(cause)

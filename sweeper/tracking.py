@@ -7,6 +7,7 @@ The tag/metric contract is in ``docs/architecture.md``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -298,10 +299,8 @@ class Heartbeat:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval_s):
-            try:
+            with contextlib.suppress(Exception):  # a missed beat is retried at the next interval
                 heartbeat(self.client, self.run_id)
-            except Exception:  # noqa: BLE001 - a missed beat is retried at the next interval
-                pass
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()

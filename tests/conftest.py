@@ -124,12 +124,12 @@ def _no_process_in_the_fast_tier(request: pytest.FixtureRequest, monkeypatch: py
     started: list[str] = []
     popen_init, process_start = subprocess.Popen.__init__, multiprocessing.process.BaseProcess.start
 
-    def recording_popen(self, args, *a, **kw):  # noqa: ANN001 - subprocess.Popen's own signature
+    def recording_popen(self, args, *a, **kw):
         if is_heavy_command(args):
             started.append(" ".join(map(str, args)) if isinstance(args, list | tuple) else str(args))
         popen_init(self, args, *a, **kw)
 
-    def recording_start(self):  # noqa: ANN001
+    def recording_start(self):
         started.append(f"multiprocessing {self.name}")
         process_start(self)
 

@@ -630,13 +630,11 @@ def test_multi_objective_is_refused_in_one_line(hydra_sweep_runner, tmp_path: Pa
     """Deviation: one objective per study (upstream's multi-objective example does not apply): a list
     of directions is refused by the sweeper's config, another word by the sweeper."""
     sweep, _ = _optuna_sweep(hydra_sweep_runner, tmp_path, "sphere", "hydra.sweeper.direction=[minimize,minimize]")
-    with pytest.raises(Exception, match=r"hydra\.sweeper\.direction=\[minimize,minimize\]"):
-        with sweep:
-            pass
+    with pytest.raises(Exception, match=r"hydra\.sweeper\.direction=\[minimize,minimize\]"), sweep:
+        pass
     sweep, _ = _optuna_sweep(hydra_sweep_runner, tmp_path, "sphere", "hydra.sweeper.direction=both")
-    with pytest.raises(Exception, match="use maximize or minimize"):
-        with sweep:
-            pass
+    with pytest.raises(Exception, match="use maximize or minimize"), sweep:
+        pass
 
 
 @pytest.mark.parametrize("max_failure_rate", [0.5, 1.0])
@@ -647,9 +645,8 @@ def test_failure_rate(hydra_sweep_runner, tmp_path: Path, capsys, max_failure_ra
                              "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=123",
                              f"hydra.sweeper.max_failure_rate={max_failure_rate}", "error=true")
     if max_failure_rate < 1.0:
-        with pytest.raises(Exception, match="max_failure_rate"):
-            with sweep:
-                pass
+        with pytest.raises(Exception, match="max_failure_rate"), sweep:
+            pass
     else:
         with sweep:
             assert sweep.returns["trials"]["fail"] == 4

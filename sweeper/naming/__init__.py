@@ -56,7 +56,7 @@ def run_key(name: str, config_hash: str) -> str:
 
 def apply_seed_name(cfg: DictConfig, explicit: Iterable[str]) -> DictConfig:
     """The config of ``cfg.name`` (a seed name), with the explicit command-line overrides on top."""
-    explicit = [o for o in explicit if not o.split("=", 1)[0].lstrip("+~") == "name"]
+    explicit = [o for o in explicit if o.split("=", 1)[0].lstrip("+~") != "name"]
     return compose_config(str(cfg.name), extra=explicit)
 
 

@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         print("\n".join(_run(args)))
-    except Exception as error:  # every failure becomes one line and exit 2
+    except Exception as error:  # noqa: BLE001 - the CLI's contract: every failure one line, exit 2
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"error: {message}", file=sys.stderr)
         return 2

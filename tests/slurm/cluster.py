@@ -57,9 +57,9 @@ def jobs_under(path: Path) -> list[str]:
     ids: set[str] = set()
     for line in out.splitlines():
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-        if any(fields.get(k, "").startswith(root) for k in ("StdOut", "StdErr", "WorkDir", "Command")):
-            if fields.get("JobState") not in {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}:
-                ids.add(fields.get("ArrayJobId") or fields["JobId"])
+        ours = any(fields.get(k, "").startswith(root) for k in ("StdOut", "StdErr", "WorkDir", "Command"))
+        if ours and fields.get("JobState") not in {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}:
+            ids.add(fields.get("ArrayJobId") or fields["JobId"])
     return sorted(ids)
 
 
