@@ -110,7 +110,7 @@ def test_scontrol_requeue_resumes_into_the_same_run(slurm_cluster: SlurmCluster,
     steps = [m.step for m in client.get_metric_history(after.info.run_id, "val_mIoU")]
     assert sorted(steps) == list(range(1, 9)) and len(steps) == len(set(steps))
     log = Path(cell["stdout"]).read_text()
-    assert f"resuming {cell['name']} into run {before.info.run_id}" in log
+    assert f"resuming {cell['name']} seed={cell['seed']} into run {before.info.run_id}" in log  # its listed name
     assert after.data.tags["segsweep.slurm_requeues"] == "1"
     assert after.data.tags["segsweep.slurm_job_id"] == cell["slurm_job_id"]
 
