@@ -23,11 +23,12 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
+
+if TYPE_CHECKING:  # MLflow is imported when a record is written, not by the launchers' import (--help)
+    from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,12 @@ def cells_of(cells: Iterable[Mapping[str, Any]], like: Mapping[str, Any]) -> lis
     return [c for c in cells if c and (c.get("uri"), c.get("experiment")) == (like.get("uri"), like.get("experiment"))]
 
 
+def _client(uri: str) -> MlflowClient:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
 def record_start(client: MlflowClient, run_id: str, overrides: Sequence[str], title: str,
                  cells: Sequence[Mapping[str, Any]], argv: Sequence[str] | None = None) -> None:
     """Axes and fixed overrides as params (those not logged yet: a re-run re-opens the same parent with
@@ -158,6 +165,8 @@ def record_start(client: MlflowClient, run_id: str, overrides: Sequence[str], ti
     newest run left it). Never raises: the sweep runs without its record rather than not at all."""
     try:
         have = client.get_run(run_id).data.params
+        from mlflow.entities import Param, RunTag
+
         params = [Param(k, v[:6000]) for k, v in parent_params(overrides).items() if k not in have]
         for start in range(0, len(params), 100):
             client.log_batch(run_id, params=params[start:start + 100])
@@ -170,6 +179,8 @@ def record_start(client: MlflowClient, run_id: str, overrides: Sequence[str], ti
 def write_summary(client: MlflowClient, run_id: str, title: str, jobs: Sequence[JobState],
                   skipped: int | None = None) -> None:
     """Metrics (step: jobs ended so far) and the description of the parent run, in one write."""
+    from mlflow.entities import Metric, RunTag
+
     now, step = int(time.time() * 1000), sum(j.status in ENDED for j in jobs)
     metrics = [Metric(k, v, now, step) for k, v in parent_metrics(jobs, skipped).items()]
     client.log_batch(run_id, metrics=metrics, tags=[RunTag(NOTE_TAG, summary_markdown(title, jobs, skipped)[:60000])])
@@ -209,7 +220,7 @@ def refresh_parents(parents: Mapping[str, str], cells: Sequence[Mapping[str, Any
         uri, experiment = key.split("|", 1)
         mine = [c for c in cells if c and c.get("uri") == uri and c.get("experiment") == experiment]
         try:
-            refresh(MlflowClient(uri), run_id, title, mine, skipped)
+            refresh(_client(uri), run_id, title, mine, skipped)
         except Exception as error:  # noqa: BLE001 - a summary not written is retried at the next job end
             log.warning("could not update the sweep's parent run %s: %s", run_id, error)
 
@@ -234,7 +245,7 @@ def close_record(parents: Mapping[str, str], statuses: Sequence[str]) -> None:
             continue
         uri = key.split("|", 1)[0]
         try:
-            client = MlflowClient(uri)
+            client = _client(uri)
             run = client.get_run(run_id)
             sweep_dir = run.data.tags.get("segsweep.sweep_dir")
             if sweep_dir and refresh_from_manifest(Path(sweep_dir), statuses):
