@@ -14,7 +14,7 @@ from engine.callbacks import ConfigError, NonFiniteLossError
 from engine.train import validate_config
 from sweeper import naming
 from sweeper.errors import JobFailed
-from sweeper.task import main, run_job
+from sweeper.task import main, run_dirname, run_job
 from tests.conftest import FAST, REPO, subprocess_env
 
 
@@ -81,7 +81,7 @@ def test_resume_continues_the_same_run_without_duplicate_steps(store: str, tmp_p
     run_id = result["run_id"]
     assert run_id != first["run_id"]
     client.update_run(run_id, status="FAILED")  # as a killed job leaves it
-    workdir = tmp_path / "out" / "runs" / "synthetic" / f"{naming.compose(cfg)}--{naming.config_hash(cfg)}"
+    workdir = tmp_path / "out" / "runs" / "synthetic" / run_dirname(naming.compose(cfg), naming.config_hash(cfg))
     import torch
     state = torch.load(workdir / "checkpoint.pt", weights_only=False)
     state["epoch"], state["history"] = 1, state["history"][:1]  # as if killed during epoch 2

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from sweeper import naming, pool, tracking
-from sweeper.task import run_job
+from sweeper.task import run_dirname, run_job
 from tests.conftest import FAST, REPO, subprocess_env
 
 ONE_EPOCH = [*FAST, "train.epochs=1"]
@@ -141,7 +141,7 @@ def test_kill_9_mid_epoch_then_rerun_resumes_to_the_uninterrupted_result(store: 
     overrides = [*FAST, "train.epochs=2", "train.max_steps_per_epoch=4"]
     cfg = naming.compose_config([*overrides, f"output_root={tmp_path / 'out'}"])
     checkpoint = (tmp_path / "out" / "runs" / "synthetic" /
-                  f"{naming.compose(cfg)}--{naming.config_hash(cfg)}" / "checkpoint.pt")
+                  run_dirname(naming.compose(cfg), naming.config_hash(cfg)) / "checkpoint.pt")
     args = [str(REPO / "sweep.py"), "-m", "seed=0", *overrides, f"output_root={tmp_path / 'out'}",
             f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     env = subprocess_env(MLFLOW_TRACKING_URI=store, OMP_NUM_THREADS="1")
