@@ -128,19 +128,22 @@ def test_everyday_multirun_command(store: str, tmp_path: Path):
                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, uri=store)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = _runs(store)
+    test_settings = ".dataset-crop_size-32.dataset-image_size-32.dataset-num_train-16.dataset-num_val-4" \
+                    ".train-epochs-1.train-max_steps_per_epoch-2"  # what the tests changed shows in the name
     assert sorted(r.data.tags["segsweep.name"] for r in runs) == [
-        "synthetic.scratch.imagesize32.dense30k12.scale1.batchsize4",
-        "synthetic.scratch.imagesize32.dense30k12.scale2.batchsize4",
-        "synthetic.scratch.imagesize32.dense30k36.scale1.batchsize4",
-        "synthetic.scratch.imagesize32.dense30k36.scale2.batchsize4",
+        f"synthetic.scratch.imagesize32.dense30k12.scale1.batchsize4{test_settings}",
+        f"synthetic.scratch.imagesize32.dense30k12.scale2.batchsize4{test_settings}",
+        f"synthetic.scratch.imagesize32.dense30k36.scale1.batchsize4{test_settings}",
+        f"synthetic.scratch.imagesize32.dense30k36.scale2.batchsize4{test_settings}",
     ]
     assert {r.info.status for r in runs} == {"FINISHED"}
     (parent,) = _runs(store, kind="sweep")  # the sweep is the parent run of its jobs
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
     assert parent.info.status == "FINISHED" and "0 failed" not in result.stdout and "4 finished" in result.stdout
-    readme = (tmp_path / "results" / "README.md").read_text()  # the sweep ended by refreshing it
+    readme = (tmp_path / "outputs" / "results" / "README.md").read_text()  # the sweep ended by refreshing it
     assert all(name in readme for name in [r.data.tags["segsweep.name"] for r in runs])
-    assert parent.info.run_name not in readme  # the parent run is not a result row
+    assert f"| {parent.info.run_name}" not in readme  # the parent run is not a result row (only a sweep link)
+    assert f"[{parent.info.run_name}](sweeps/" in readme
 
 
 @pytest.mark.slow
@@ -150,7 +153,9 @@ def test_a_run_from_a_seed_name(store: str, tmp_path: Path):
                     cwd=tmp_path, uri=store)
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = _runs(store)
-    assert run.data.tags["segsweep.name"] == "synthetic.scratch.imagesize32.dense30k12.scale1.batchsize4"
+    assert run.data.tags["segsweep.name"] == (  # the seed name plus the explicit overrides, as escape tokens
+        "synthetic.scratch.imagesize32.dense30k12.scale1.batchsize4.dataset-image_size-32.dataset-num_train-16"
+        ".dataset-num_val-4.train-epochs-1.train-max_steps_per_epoch-1")
     assert run.data.params["train.epochs"] == "1"  # explicit overrides win over the name
 
 
