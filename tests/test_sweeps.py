@@ -212,9 +212,9 @@ def test_a_bad_cell_fails_the_sweep_before_any_job_with_either_launcher(store: s
     """segsweep_basic leaves validation to segsweep's launcher (it composes every cell first); with
     Hydra's basic launcher it validates as Hydra does. Either way nothing runs."""
     for launcher in ([], ["hydra/launcher=basic"]):
-        result = _sweep("-m", "backbone=dense30k12,dense30k99", *ONE_EPOCH, *launcher,
+        result = _sweep("-m", "backbone=dense30k12,dense99k12", *ONE_EPOCH, *launcher,
                         f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, uri=store)
-        assert result.returncode != 0 and "Could not find 'backbone/dense30k99'" in result.stderr, result.stderr
+        assert result.returncode != 0 and "Could not find 'backbone/dense99k12'" in result.stderr, result.stderr
         assert "[segsweep] run " not in result.stdout
         assert _runs(store) == ([], [])
 
@@ -227,11 +227,11 @@ def test_segsweep_basic_validates_only_for_launchers_that_do_not_compose_first()
 
     sweeper = SegsweepBasicSweeper(max_batch_size=None)
     sweeper.launcher, sweeper.config = SegsweepLocalLauncher(), None
-    sweeper.validate_batch_is_legal([["backbone=dense30k99"]])  # left to the launcher: no loader needed
+    sweeper.validate_batch_is_legal([["backbone=dense99k12"]])  # left to the launcher: no loader needed
     sweeper.launcher = SimpleNamespace()
     sweeper.hydra_context = SimpleNamespace(config_loader=None)
     with pytest.raises(AssertionError):  # Hydra's own validation ran (and found no loader)
-        sweeper.validate_batch_is_legal([["backbone=dense30k99"]])
+        sweeper.validate_batch_is_legal([["backbone=dense99k12"]])
 
 
 def test_the_sweep_dir_derives_from_the_sweep_and_one_runs_at_a_time(store: str, tmp_path: Path):
