@@ -13,8 +13,7 @@ from omegaconf import DictConfig
 
 from results.query import StoreError
 from results.readme import DEFAULT_OUT, refresh
-from sweeper import tracking
-from sweeper.task import launch_dir
+from sweeper import launch_dir, tracking
 
 log = logging.getLogger(__name__)
 

@@ -100,8 +100,8 @@ def sweep_name(config: DictConfig) -> str:
 def cell_info(cfg: DictConfig) -> dict[str, Any]:
     """name, dataset, run_key, uri, experiment (+ experiment_id) of one composed cell; {} when the
     cell does not resolve (its job records the error). Creates store and experiment (once, here)."""
-    from sweeper import naming, tracking
-    from sweeper.task import launch_dir, resolve_config
+    from sweeper import launch_dir, naming, tracking
+    from sweeper.task import resolve_config
 
     overrides = list(OmegaConf.select(cfg, "hydra.overrides.task", default=None) or [])
     cfg = cfg.copy()

@@ -89,8 +89,7 @@ def _parse(out: str) -> dict[str, str]:
 
 def tag_run(cfg: DictConfig, run_id: str) -> dict[str, str]:
     """Set :func:`job_tags` on ``run_id`` in the cell's tracking store; returns the tags."""
-    from sweeper import tracking
-    from sweeper.task import launch_dir
+    from sweeper import launch_dir, tracking
 
     tags = job_tags()
     if tags:

@@ -28,17 +28,12 @@ from engine import guards
 from engine.callbacks import Callback, StopTraining
 from engine.checkpoint import CHECKPOINT_NAME
 from engine.train import train, validate_config
-from sweeper import LAUNCH_DIR_ENV, errors, naming, placement, search, shutdown, tracking
+from sweeper import errors, launch_dir, naming, placement, search, shutdown, tracking
 
 PARENTS_ENV = "SEGSWEEP_PARENT_RUNS"  # JSON {"<uri>|<experiment>": parent run id}, set by the launcher
 SWEEP_ID_ENV = "SEGSWEEP_SWEEP_ID"
 #: bad input (exit 2): the UserError family, the engine's and the data's config errors and the codec's
 #: unknown token (``naming.UnknownTokenError`` is a ValueError until the codec joins the family)
-
-
-def launch_dir() -> Path:
-    """The directory the command was started in (relative paths of the config resolve against it)."""
-    return Path(os.environ.get(LAUNCH_DIR_ENV) or os.getcwd())
 
 
 def _hydra_context() -> tuple[list[str], bool]:
