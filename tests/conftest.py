@@ -96,6 +96,14 @@ def is_slow(item: pytest.Item) -> bool:
     return any(starts_process_or_trains(f, module) for f in [func, *own])
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: a worker per core, at least 2 and at most 8 (the slow tier's tests wait on the
+    processes, SLURM jobs and servers they start; more workers than cores stretch the timed waits of
+    the fault tests); ``SEGSWEEP_TEST_WORKERS`` overrides."""
+    wanted = os.environ.get("SEGSWEEP_TEST_WORKERS", "")
+    return int(wanted) if wanted.isdigit() else min(8, max(2, os.cpu_count() or 1))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if not item.get_closest_marker("slow") and is_slow(item):

@@ -30,6 +30,10 @@ def _start(*args: str, tmp_path: Path, store: str, **env: str) -> subprocess.Pop
 
 
 def _runs(store: str, kind: str | None = None) -> list:
+    """The store's job runs (``kind=None``) or parent runs; none before the sweep has created the store
+    (an MlflowClient here would create it too, racing the sweep's own creation)."""
+    if not Path(store.removeprefix("sqlite:///")).exists():
+        return []
     client = MlflowClient(store)
     exp = client.get_experiment_by_name("synthetic")
     runs = [] if exp is None else client.search_runs([exp.experiment_id])

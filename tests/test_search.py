@@ -126,7 +126,7 @@ def toy(tmp_path: Path) -> Path:
 
 
 def run_toy(
-    app_dir: Path, *args: str, ok: bool = True, timeout: int = 120
+    app_dir: Path, *args: str, ok: bool = True, timeout: int = 400
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -592,7 +592,8 @@ def test_launch_jobs(hydra_sweep_runner, tmp_path: Path) -> None:
         assert sweep.returns["trials"] == {"complete": 8, "pruned": 0, "fail": 0}
 
 
-@pytest.mark.slow  # 2 x 20 trials in this process
+@pytest.mark.slow  # 2 x 20 trials in this process: upstream's example, run with Hydra's suites (-m conformance)
+@pytest.mark.conformance
 @pytest.mark.parametrize("with_commandline", [True, False])
 def test_optuna_example(hydra_sweep_runner, tmp_path: Path, with_commandline: bool) -> None:
     cmd = ["hydra.sweeper.n_trials=20", "hydra/sweeper/sampler=tpe", "hydra.sweeper.sampler.seed=123", "~z"]
@@ -608,7 +609,8 @@ def test_optuna_example(hydra_sweep_runner, tmp_path: Path, with_commandline: bo
     assert returns.best_value <= 2.27  # upstream's bound for TPE (95th percentile over 1000 seeds)
 
 
-@pytest.mark.slow  # 31 trials in this process
+@pytest.mark.slow  # 31 trials in this process: upstream's example, run with Hydra's suites (-m conformance)
+@pytest.mark.conformance
 @pytest.mark.parametrize("num_trials", [20, 10, 1])
 def test_example_with_grid_sampler(hydra_sweep_runner, tmp_path: Path, num_trials: int) -> None:
     """The grid is covered whole: with n_trials >= 12 every point runs once (and only once)."""
