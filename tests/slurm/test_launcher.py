@@ -43,13 +43,16 @@ def wait_until(predicate, timeout: float = 120, what: str = "condition") -> None
         time.sleep(0.5)
 
 
+#: sacct states a job does not leave
+FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY"})
+
+
 def wait_final(job_ids: list[str], timeout: float = 120) -> dict[str, str]:
-    final = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY"}
     states: dict[str, str] = {}
 
     def done() -> bool:
         states.update(sacct_states(job_ids))
-        return all(states.get(j) in final for j in job_ids)
+        return all(states.get(j) in FINAL for j in job_ids)
 
     wait_until(done, timeout, f"final sacct states of {job_ids}")
     return states
@@ -131,9 +134,8 @@ def test_time_limit_signal_requeues_until_done(slurm_cluster: SlurmCluster, slur
             "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=40",
             "hydra.launcher.max_num_timeout=12")
     (job_id,) = [c["slurm_job_id"] for c in read_manifest(slurm_tmp / "multirun")]
-    final = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY"}
     end = time.monotonic() + 300
-    while sacct_states([job_id]).get(job_id) not in final:
+    while sacct_states([job_id]).get(job_id) not in FINAL:
         assert time.monotonic() < end, f"job {job_id} did not finish: {epochs(slurm_tmp, 7)[-1:]}"
         queued = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T|%r"], capture_output=True,
                                 text=True).stdout
