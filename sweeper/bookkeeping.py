@@ -124,8 +124,7 @@ def open_parents(config: DictConfig, cells: Sequence[Mapping[str, Any]], sweep_d
 
     Returns {"<uri>|<experiment>": parent run id}.
     """
-    from sweeper import tracking
-    from sweeper.task import PARENTS_ENV, SWEEP_ID_ENV
+    from sweeper import PARENTS_ENV, SWEEP_ID_ENV, tracking
 
     if not any(cells):  # no bookkeeping (not segsweep's app): no store, no environment
         return {}

@@ -326,7 +326,7 @@ class Search:
         self.parent.log_setup(setup)
         self.parent.set_tags({"segsweep.study": self.study_name, "segsweep.storage": self.storage_url})
         # the trials' runs find their parent where the launchers' jobs find theirs (sweeper.task.sweep_tags)
-        from sweeper.task import PARENTS_ENV, SWEEP_ID_ENV
+        from sweeper import PARENTS_ENV, SWEEP_ID_ENV
 
         os.environ[PARENTS_ENV] = json.dumps({f"{self.tracking_uri}|{self.experiment}": self.parent.run_id})
         os.environ[SWEEP_ID_ENV] = self.study_name

@@ -28,10 +28,18 @@ from engine import guards
 from engine.callbacks import Callback, StopTraining
 from engine.checkpoint import CHECKPOINT_NAME
 from engine.train import train, validate_config
-from sweeper import errors, launch_dir, naming, placement, search, shutdown, tracking
+from sweeper import (
+    PARENTS_ENV,
+    SWEEP_ID_ENV,
+    errors,
+    launch_dir,
+    naming,
+    placement,
+    search,
+    shutdown,
+    tracking,
+)
 
-PARENTS_ENV = "SEGSWEEP_PARENT_RUNS"  # JSON {"<uri>|<experiment>": parent run id}, set by the launcher
-SWEEP_ID_ENV = "SEGSWEEP_SWEEP_ID"
 #: bad input (exit 2): the UserError family, the engine's and the data's config errors and the codec's
 #: unknown token (``naming.UnknownTokenError`` is a ValueError until the codec joins the family)
 

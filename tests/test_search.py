@@ -35,7 +35,7 @@ from sweeper.search_space import (
 REPO = Path(__file__).resolve().parents[1]
 
 TOY_APP = """
-import json, os, time, math
+import json, os, sys, time, math
 import hydra, mlflow
 from omegaconf import DictConfig
 from sweeper.search import PruningCallback, StopTraining, trial_of_env
@@ -71,6 +71,7 @@ def main(cfg: DictConfig):
             if cb: cb.on_epoch_end(epoch, {"val_mIoU": value})
         mlflow.log_metric("epochs_run", epoch)
         mlflow.end_run("FINISHED")
+        print(f"toy trial done; torch imported: {'torch' in sys.modules}", flush=True)
         return {"status": "FINISHED", "value": value, "run_id": run.info.run_id, "name": tags["segsweep.name"]}
     except StopTraining as e:
         mlflow.log_metric("epochs_run", epoch)
@@ -351,7 +352,7 @@ def test_bad_settings_give_one_clear_error(toy: Path) -> None:
 def test_other_samplers_run(toy: Path, sampler: str) -> None:
     if sampler == "cmaes":
         pytest.importorskip("cmaes")
-    run_toy(
+    proc = run_toy(
         toy,
         f"hydra/sweeper/sampler={sampler}",
         "y=choice(1)",
@@ -360,6 +361,8 @@ def test_other_samplers_run(toy: Path, sampler: str) -> None:
         "epochs=1",
     )
     assert [t.state for t in load_study(toy).trials] == [TrialState.COMPLETE] * 3
+    # the search's own process (sweeper, study, parent run) never needs torch: seconds per search
+    assert proc.stdout.count("toy trial done; torch imported: False") == 3, proc.stdout[-2000:]
 
 
 def test_plugin_is_discovered() -> None:

@@ -248,21 +248,32 @@ def test_the_sweep_dir_derives_from_the_sweep_and_one_runs_at_a_time(store: str,
     assert list((tmp_path / "out" / "sweeps").iterdir()) == [sweep_dir]
 
     # an epoch of hours: the detached process still holds its sweep when the same command comes again,
-    # however loaded the machine; SIGTERM then ends it (its run KILLED)
+    # however loaded the machine; it is stopped (SIGSTOP: no CPU meanwhile) once its run trains, and
+    # SIGTERM then ends it (its run KILLED)
     other = ["-m", "seed=7", *ONE_EPOCH, "dataset.num_train=1000000", "train.max_steps_per_epoch=null",
              f"output_root={tmp_path / 'out'}", "hydra.launcher.detach=true"]
     detached = _sweep(*other, cwd=tmp_path, uri=store)
     assert detached.returncode == 0 and "detached: 1 jobs" in detached.stdout, detached.stderr[-3000:]
     other_dir = next(p for p in (tmp_path / "out" / "sweeps").iterdir() if p != sweep_dir)
     pid = int((other_dir / "detached.pid").read_text())
+    _wait_for(lambda: any(r.info.status == "RUNNING" for r in _runs(store)[0]), what="the detached run")
+    os.kill(pid, signal.SIGSTOP)
     again = _sweep(*other, cwd=tmp_path, uri=store)  # while the detached process holds the sweep
     assert again.returncode == 2 and "error: this sweep is already running (detached process" in again.stderr
     assert len(list((tmp_path / "out" / "sweeps").iterdir())) == 2
     os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGCONT)
     assert _status(str(other_dir), "--watch", "0.5", cwd=tmp_path, uri=store).returncode == 0
     jobs, parents = _runs(store)
     assert len(parents) == 2 and len(jobs) == 3
     assert sorted(r.info.status for r in jobs) == ["FINISHED", "FINISHED", "KILLED"]
+
+
+def _wait_for(condition, what: str, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.5)
 
 
 def parent_sweep_id(uri: str) -> str:
