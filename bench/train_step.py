@@ -68,26 +68,47 @@ def conv_peak(channels_last: bool, repeats: int) -> float:
     return flops / t
 
 
-def make_step(name: str, size: int, batch: int, channels_last: bool, fused: bool = True) -> Callable[[], None]:
+ADAM = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}
+
+
+def make_step(name: str, size: int, batch: int, layout: str = "channels_last", adam: str = "fused",
+              compiled: bool = False) -> Callable[[], None]:
+    """One training step (zero_grad, forward, mean CE over the outputs, backward, Adam).
+
+    `layout`: contiguous, channels_last (input and weights) or cl-act (channels_last input, so
+    activations, with contiguous weights); `adam`: fused (one kernel), foreach (a few multi-tensor
+    ops) or loop (~6 ops per tensor); `compiled` runs forward + loss through `torch.compile`
+    (inductor; the backward compiled by AOTAutograd)."""
     cfg = compose_config(MODELS[name])
     torch.manual_seed(0)
     model = build_model(cfg).train()
     x = torch.randn(batch, 3, size, size)
     y = torch.randint(0, int(cfg.dataset.num_classes), (batch, size, size))
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    if layout != "contiguous":
         x = x.contiguous(memory_format=torch.channels_last)
-    # fused Adam: one kernel over all parameters instead of ~6 small ops per tensor
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused, foreach=None if fused else False)
+    if layout == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, **ADAM[adam])
+
+    def forward_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        outs = model(x)
+        return torch.stack([F.cross_entropy(o, y, ignore_index=255) for o in outs]).mean()
+
+    loss_fn = torch.compile(forward_loss) if compiled else forward_loss
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        outs = model(x)
-        loss = torch.stack([F.cross_entropy(o, y, ignore_index=255) for o in outs]).mean()
-        loss.backward()
+        loss_fn(x, y).backward()
         opt.step()
 
     return step
+
+
+def make_variant(name: str, size: int, batch: int, variant: str) -> Callable[[], None]:
+    """`variant`: a layout, then `+fused`/`+foreach`/`+loop` (Adam; default fused) and/or `+compile`."""
+    layout, *flags = variant.split("+")
+    adam = next((f for f in flags if f in ADAM), "fused")
+    return make_step(name, size, batch, layout, adam, "compile" in flags)
 
 
 def count_flops(step: Callable[[], None]) -> int:
@@ -129,6 +150,10 @@ def conv_flops(step: Callable[[], None]) -> int:
     return sum(n for op, n in per_op.items() if "convolution" in str(op))
 
 
+def _rounded(fraction: float | None) -> float | None:
+    return None if fraction is None else round(fraction, 3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke mode: 129x129, one timed step")
@@ -140,6 +165,11 @@ def main() -> None:
     parser.add_argument("--breakdown", action="store_true",
                         help="also profile one step per variant: time share per op family, and the conv-only "
                              "fraction (the ceiling when every other op took no time)")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
+                        help="only these models (the JSON has null for the others)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also run channels_last under torch.compile (inductor); the compilation (minutes) "
+                             "is printed and excluded from the timed steps")
     args = parser.parse_args()
     global clock
     clock = CLOCK[args.clock]
@@ -153,18 +183,25 @@ def main() -> None:
     peaks = {f"conv {'channels_last' if cl else 'contiguous'}": conv_peak(cl, repeats + 2) for cl in (False, True)}
     rows = []
     profiles: list[tuple[str, str, dict[str, float], float]] = []
-    best: dict[str, float] = {}
-    variants = [(False, True), (True, True)] + ([] if args.quick else [(False, False)])
-    for name in MODELS:
-        for cl, fused in variants:
-            step = make_step(name, size, batch, cl, fused)
-            flops = count_flops(step)
+    variants = ["contiguous", "channels_last"] + ([] if args.quick else ["contiguous+loop"])
+    variants += ["channels_last+compile"] if args.compile else []
+    compile_s: dict[str, float] = {}
+    for name in args.models:
+        flops = 0
+        for variant in variants:
+            step = make_variant(name, size, batch, variant)
+            if "compile" in variant:
+                t0 = time.perf_counter()
+                step()  # compiles forward and backward
+                compile_s[name] = time.perf_counter() - t0
+                print(f"  {name} {variant}: first step (compilation) {compile_s[name]:.0f} s wall", flush=True)
+            else:
+                flops = flops or count_flops(step)  # the same FLOPs in every variant of a model
             t = timed(step, repeats, warmup=1 if args.quick else 2)
-            layout = ("channels_last" if cl else "contiguous") + ("" if fused else ",adam-loop")
-            rows.append((name, layout, flops, t))
-            if args.breakdown:
+            rows.append((name, variant, flops, t))
+            if args.breakdown and "compile" not in variant:
                 shares, cflops = breakdown(step), conv_flops(step)
-                profiles.append((name, layout, shares, cflops / (t * shares["conv"]) if shares["conv"] else 0.0))
+                profiles.append((name, variant, shares, cflops / (t * shares["conv"]) if shares["conv"] else 0.0))
     for cl in (False, True):
         peaks[f"conv {'channels_last' if cl else 'contiguous'} (after)"] = conv_peak(cl, repeats + 2)
     peak = max(peaks.values())
@@ -172,16 +209,22 @@ def main() -> None:
         print(f"  baseline {k:32s} {v / 1e9:8.1f} GFLOP/s")
     print(f"  baseline used (max)                      {peak / 1e9:8.1f} GFLOP/s")
     print(f"{'model':22s} {'variant':24s} {'GFLOP/step':>11s} {'s/step':>8s} {'GFLOP/s':>8s} {'fraction':>9s}")
-    for name, layout, flops, t in rows:
+    best: dict[str, float] = {}
+    for name, variant, flops, t in rows:
         frac = flops / t / peak
-        best[name] = max(best.get(name, 0.0), frac)
-        print(f"{name:22s} {layout:24s} {flops / 1e9:11.1f} {t:8.2f} {flops / t / 1e9:8.1f} {frac:9.2f}")
+        key = name + (" compiled" if "compile" in variant else "")
+        best[key] = max(best.get(key, 0.0), frac)
+        print(f"{name:22s} {variant:24s} {flops / 1e9:11.1f} {t:8.2f} {flops / t / 1e9:8.1f} {frac:9.2f}")
     for name, layout, shares, conv_rate in profiles:
         parts = "  ".join(f"{family} {share:4.0%}" for family, share in shares.items())
         print(f"{name:22s} {layout:24s} {parts}  | conv-only fraction {conv_rate / peak:4.2f}")
-    result = {"dense30k48_newdid6": round(best["dense30k48.newdid6"], 3),
-              "baseline_gflops": round(peak / 1e9, 1), "size": size, "threads": torch.get_num_threads(), "clock": args.clock,
-              "ratio": round(best["deeplabv3-resnet101"], 3)}
+    result: dict[str, object] = {"dense30k48_newdid6": _rounded(best.get("dense30k48.newdid6"))}
+    if args.compile:
+        result |= {"compiled_dense30k48_newdid6": _rounded(best.get("dense30k48.newdid6 compiled")),
+                   "compiled_ratio": _rounded(best.get("deeplabv3-resnet101 compiled")),
+                   "compile_s": {name: round(v) for name, v in compile_s.items()}}
+    result |= {"baseline_gflops": round(peak / 1e9, 1), "size": size, "threads": torch.get_num_threads(),
+               "clock": args.clock, "ratio": _rounded(best.get("deeplabv3-resnet101"))}
     print(json.dumps(result))
 
 
