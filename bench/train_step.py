@@ -5,18 +5,23 @@ batch 2 at 321x321: forward + backward (mean CE over the outputs) + Adam step. F
 with `torch.utils.flop_counter.FlopCounterMode` over one step; the step is timed (fastest of
 several). The baseline is a large well-shaped conv2d (2x256x64x64, 3x3, 256 -> 256) measured in the
 same run with the same timing, in both memory formats, before and after the models (the fastest is used, the most
-demanding baseline). Variants tried per model: contiguous (NCHW) and channels_last, each under
-the mkldnn backend flags as set by default.
+demanding baseline). Variants per model: contiguous (NCHW), channels_last and contiguous with a
+per-tensor Adam loop; `--compile` adds channels_last under torch.compile (inductor). By default
+glibc malloc keeps freed memory (`--malloc glibc` measures its defaults).
 
-    python bench/train_step.py [--quick] [--threads N] [--clock cpu] [--breakdown]
+    python bench/train_step.py [--quick] [--threads N] [--clock cpu] [--breakdown] [--compile]
+                               [--models NAME ...] [--malloc keep|glibc]
 
 Prints a table and, last, one JSON line; `ratio` (its last key) = best achieved fraction for
-DeepLabV3-ResNet101. `--breakdown` adds the time share per op family and the conv-only fraction.
+DeepLabV3-ResNet101 over the default variants (`compiled_ratio` for the compiled one).
+`--breakdown` adds the time share per op family and the conv-only fraction (1x1 convolutions on
+channels_last run as matmuls, `models.common.Conv1x1`, and count as conv).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import time
 from collections.abc import Callable
@@ -53,6 +58,19 @@ def timed(fn: Callable[[], None], repeats: int, warmup: int = 1) -> float:
         fn()
         times.append(clock() - t0)
     return min(times)
+
+
+def keep_freed_memory() -> bool:
+    """glibc malloc: serve tensors up to 32 MiB from the heap and keep freed memory, instead of an
+    mmap/munmap per large tensor, whose fresh pages fault (and are zeroed by the kernel) every step.
+    The same as `MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647`. False if unavailable."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    return all(libc.mallopt(option, value) == 1 for option, value in
+               [(m_mmap_threshold, 32 << 20), (m_trim_threshold, (1 << 31) - 1), (m_top_pad, 64 << 20)])
 
 
 def conv_peak(channels_last: bool, repeats: int) -> float:
@@ -119,7 +137,8 @@ def count_flops(step: Callable[[], None]) -> int:
 
 #: op families of the breakdown (aten names, matched by prefix); the rest is "other"
 FAMILIES = {"conv": ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution",
-                     "aten::thnn_conv", "aten::_slow_conv", "aten::mkldnn_convolution_backward"),
+                     "aten::thnn_conv", "aten::_slow_conv", "aten::mkldnn_convolution_backward",
+                     "aten::addmm", "aten::mm"),
             "batchnorm": ("aten::native_batch_norm", "aten::_native_batch_norm", "aten::batch_norm"),
             "relu": ("aten::relu", "aten::clamp_min", "aten::threshold_backward"),
             "cat/copy": ("aten::cat", "aten::copy_", "aten::fill_", "aten::zero_"),
@@ -143,11 +162,11 @@ def breakdown(step: Callable[[], None]) -> dict[str, float]:
 
 
 def conv_flops(step: Callable[[], None]) -> int:
-    """FLOPs of the convolutions alone (forward and backward) in one step."""
+    """FLOPs of the convolutions alone (forward and backward; with Conv1x1's matmuls) in one step."""
     with FlopCounterMode(display=False) as counter:
         step()
     per_op = counter.get_flop_counts().get("Global", {})
-    return sum(n for op, n in per_op.items() if "convolution" in str(op))
+    return sum(n for op, n in per_op.items() if "convolution" in str(op) or str(op) in ("aten.mm", "aten.addmm"))
 
 
 def _rounded(fraction: float | None) -> float | None:
@@ -170,7 +189,11 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also run channels_last under torch.compile (inductor); the compilation (minutes) "
                              "is printed and excluded from the timed steps")
+    parser.add_argument("--malloc", choices=["keep", "glibc"], default="keep",
+                        help="keep: glibc malloc keeps freed memory (no page faults per step, see "
+                             "keep_freed_memory); glibc: its defaults")
     args = parser.parse_args()
+    malloc = "keep" if args.malloc == "keep" and keep_freed_memory() else "glibc"
     global clock
     clock = CLOCK[args.clock]
     if args.threads:
@@ -179,7 +202,7 @@ def main() -> None:
     repeats = args.repeats or (1 if args.quick else 4)
     batch = 2
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, mkldnn={torch.backends.mkldnn.is_available()}, "
-          f"batch {batch} at {size}x{size}, fp32, {args.clock} clock")
+          f"batch {batch} at {size}x{size}, fp32, {args.clock} clock, malloc {malloc}")
     peaks = {f"conv {'channels_last' if cl else 'contiguous'}": conv_peak(cl, repeats + 2) for cl in (False, True)}
     rows = []
     profiles: list[tuple[str, str, dict[str, float], float]] = []
@@ -224,7 +247,7 @@ def main() -> None:
                    "compiled_ratio": _rounded(best.get("deeplabv3-resnet101 compiled")),
                    "compile_s": {name: round(v) for name, v in compile_s.items()}}
     result |= {"baseline_gflops": round(peak / 1e9, 1), "size": size, "threads": torch.get_num_threads(),
-               "clock": args.clock, "ratio": _rounded(best.get("deeplabv3-resnet101"))}
+               "clock": args.clock, "malloc": malloc, "ratio": _rounded(best.get("deeplabv3-resnet101"))}
     print(json.dumps(result))
 
 

@@ -47,8 +47,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        identity = self.downsample(x) if self.downsample is not None else x
-        return self.relu(out + identity)
+        out += self.downsample(x) if self.downsample is not None else x  # in place, as torchvision's
+        return self.relu(out)
 
     def forward(self, x: Tensor) -> Tensor:
         return maybe_checkpoint(self._forward, x, enabled=self.checkpointing)
