@@ -77,6 +77,29 @@ class SqueezeExcitation(nn.Module):
         return x * s[:, :, None, None]
 
 
+class Conv1x1(nn.Conv2d):
+    """1x1 stride-1 conv. On a channels_last CPU input it is one matmul over the channels (`F.linear`
+    on the NHWC view, output channels_last): the same numbers as conv2d, without the NCHW copies and
+    zero-fills of the THNN kernel that conv2d picks for 1x1 convolutions on one thread (~4% of a
+    channels_last train step, bench/train_step.py). Elsewhere (CUDA, NCHW) a plain conv2d."""
+
+    def __init__(self, c_in: int, c_out: int, bias: bool = True) -> None:
+        super().__init__(c_in, c_out, 1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (x.device.type == "cpu" and x.dim() == 4 and not x.is_contiguous()
+                and x.is_contiguous(memory_format=torch.channels_last)):
+            return F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias).permute(0, 3, 1, 2)
+        return super().forward(x)
+
+
+def conv2d(c_in: int, c_out: int, kernel: int, stride: int = 1, rate: int = 1, bias: bool = True) -> nn.Conv2d:
+    """A 'same'-padded conv (padding = rate * (kernel - 1) / 2); `Conv1x1` for 1x1 stride 1."""
+    if kernel == 1 and stride == 1:
+        return Conv1x1(c_in, c_out, bias)
+    return nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=rate * (kernel - 1) // 2, dilation=rate, bias=bias)
+
+
 def same_avg_pool_s1(x: Tensor) -> Tensor:
     """TF `avg_pool2d([2,2], stride=1, padding='SAME')`: pad right/bottom, average valid cells only."""
     padded = F.pad(x, (0, 1, 0, 1))

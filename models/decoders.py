@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.common import BNReLU, SqueezeExcitation, resize
+from models.common import BNReLU, Conv1x1, SqueezeExcitation, conv2d, resize
 
 FPN_CHANNELS = 416  # `output_channel = 416` in denseindense 4..7
 
@@ -30,7 +30,7 @@ class Classifier(nn.Module):
             self.branches = nn.ModuleList(
                 nn.Conv2d(c_in, num_classes, 3, padding=r, dilation=r) for r in aspp_rates)
         else:
-            self.branches = nn.ModuleList([nn.Conv2d(c_in, num_classes, 1)])
+            self.branches = nn.ModuleList([Conv1x1(c_in, num_classes)])
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.postnorm(x)
@@ -56,7 +56,7 @@ class Smoothen(nn.Sequential):
     """`smoothen`: BN-ReLU -> 1x1 conv to C/ratio -> SE(4)."""
 
     def __init__(self, c_in: int, c_out: int, momentum: float) -> None:
-        super().__init__(BNReLU(c_in, momentum), nn.Conv2d(c_in, c_out, 1), SqueezeExcitation(c_out, 4))
+        super().__init__(BNReLU(c_in, momentum), Conv1x1(c_in, c_out), SqueezeExcitation(c_out, 4))
 
 
 def _need_blocks(channels: Sequence[int], name: str) -> None:
@@ -95,9 +95,9 @@ class NewDidDecoder(nn.Module):
         c1, c2, c3 = (c // 4 for c in channels[:3])
         self.smooth = nn.ModuleList(Smoothen(c, c // 4, momentum) for c in channels[:3])
         pre = version == 2
-        self.fuse1 = nn.Sequential(*([BNReLU(c1 + c2, momentum)] if pre else []), nn.Conv2d(c1 + c2, c1 + c2, 1))
+        self.fuse1 = nn.Sequential(*([BNReLU(c1 + c2, momentum)] if pre else []), Conv1x1(c1 + c2, c1 + c2))
         c12 = c1 + c2 + c3
-        self.fuse2 = nn.Sequential(*([BNReLU(c12, momentum)] if pre else []), nn.Conv2d(c12, c12, 1))
+        self.fuse2 = nn.Sequential(*([BNReLU(c12, momentum)] if pre else []), Conv1x1(c12, c12))
         out = c12 + channels[-1]
         self.final_se = SqueezeExcitation(out, 4) if pre else None
         self.classifier = Classifier(out, num_classes, aspp_rates, momentum)
@@ -131,10 +131,9 @@ class FPNDecoder(nn.Module):
         c = FPN_CHANNELS
         sources = [channels[-1], channels[2], channels[1], channels[0]]
         self.laterals = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(s, c, 1), *([SqueezeExcitation(c, 4)] if lateral_se else []))
+            nn.Sequential(Conv1x1(s, c), *([SqueezeExcitation(c, 4)] if lateral_se else []))
             for s in sources)
-        pad = smooth_kernel // 2
-        self.smooth = nn.ModuleList(nn.Conv2d(c, c, smooth_kernel, padding=pad) for _ in range(2))
+        self.smooth = nn.ModuleList(conv2d(c, c, smooth_kernel) for _ in range(2))
         n_cls = 3 if deep_supervision else 1
         self.classifiers = nn.ModuleList(Classifier(c, num_classes, aspp_rates, momentum) for _ in range(n_cls))
         self.deep_supervision = deep_supervision

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.common import BNReLU, SqueezeExcitation, maybe_checkpoint, same_avg_pool_s1
+from models.common import BNReLU, SqueezeExcitation, conv2d, maybe_checkpoint, same_avg_pool_s1
 
 
 class Unit(nn.Sequential):
@@ -22,9 +22,7 @@ class Unit(nn.Sequential):
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, rate: int = 1,
                  momentum: float = 0.1) -> None:
-        pad = rate * (kernel - 1) // 2
-        super().__init__(BNReLU(c_in, momentum),
-                         nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=pad, dilation=rate))
+        super().__init__(BNReLU(c_in, momentum), conv2d(c_in, c_out, kernel, stride=stride, rate=rate))
 
 
 class DenseLayer(nn.Module):

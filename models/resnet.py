@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from models.common import BNReLU, bn, maybe_checkpoint
+from models.common import BNReLU, Conv1x1, bn, conv2d, maybe_checkpoint
 
 DEPTHS = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
 
@@ -31,24 +31,24 @@ class Bottleneck(nn.Module):
     def __init__(self, c_in: int, mid: int, stride: int, rate: int) -> None:
         super().__init__()
         c_out = 4 * mid
-        self.conv1 = nn.Conv2d(c_in, mid, 1, bias=False)
+        self.conv1 = Conv1x1(c_in, mid, bias=False)
         self.bn1 = bn(mid)
         self.conv2 = nn.Conv2d(mid, mid, 3, stride=stride, padding=rate, dilation=rate, bias=False)
         self.bn2 = bn(mid)
-        self.conv3 = nn.Conv2d(mid, c_out, 1, bias=False)
+        self.conv3 = Conv1x1(mid, c_out, bias=False)
         self.bn3 = bn(c_out)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or c_in != c_out:
-            self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), bn(c_out))
+            self.downsample = nn.Sequential(conv2d(c_in, c_out, 1, stride, bias=False), bn(c_out))
         self.checkpointing = False
 
     def _forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        identity = self.downsample(x) if self.downsample is not None else x
-        return self.relu(out + identity)
+        out += self.downsample(x) if self.downsample is not None else x  # in place, as torchvision's
+        return self.relu(out)
 
     def forward(self, x: Tensor) -> Tensor:
         return maybe_checkpoint(self._forward, x, enabled=self.checkpointing)
@@ -62,14 +62,14 @@ class PreActBottleneck(nn.Module):
         super().__init__()
         c_out = 4 * mid
         self.preact = BNReLU(c_in)
-        self.conv1 = nn.Conv2d(c_in, mid, 1, bias=False)
+        self.conv1 = Conv1x1(c_in, mid, bias=False)
         self.bn1 = BNReLU(mid)
         self.conv2 = nn.Conv2d(mid, mid, 3, stride=stride, padding=rate, dilation=rate, bias=False)
         self.bn2 = BNReLU(mid)
-        self.conv3 = nn.Conv2d(mid, c_out, 1)
+        self.conv3 = Conv1x1(mid, c_out)
         self.shortcut = None
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=stride)
+            self.shortcut = conv2d(c_in, c_out, 1, stride)
         self.checkpointing = False
 
     def _forward(self, x: Tensor) -> Tensor:

@@ -219,3 +219,58 @@ def test_models_import_no_hydra_or_tracking() -> None:
             "bad = [m for m in sys.modules if m.split('.')[0] in "
             "('hydra', 'mlflow', 'submitit', 'sweeper', 'optuna')]; print(bad); assert not bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv1x1_channels_last_matches_conv2d(bias: bool) -> None:
+    """The matmul path of a 1x1 conv on a channels_last input gives conv2d's output and gradients."""
+    from models.common import Conv1x1
+
+    torch.manual_seed(0)
+    conv = Conv1x1(6, 5, bias=bias)
+    x = torch.randn(2, 6, 7, 9).contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = conv(x)
+    ref_x = x.detach().contiguous().requires_grad_()
+    ref = F.conv2d(ref_x, conv.weight, conv.bias)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref)
+    grad = torch.randn_like(ref)
+    params = [conv.weight] + ([conv.bias] if bias else [])
+    got = torch.autograd.grad(out, [x, *params], grad)
+    want = torch.autograd.grad(ref, [ref_x, *params], grad)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize(("overrides", "check_grads"), [
+    (SMALL_DENSE + DENSE + ["model.decoder=newdid6"], True),
+    # ResNet from scratch: gradients hinge on ReLUs that float reordering flips (~2% apart between any
+    # two kernels), so only its logits are compared
+    (["dataset=voc", "backbone=resnet50", "model=deeplabv3"], False)], ids=["newdid6", "resnet50-v3"])
+def test_channels_last_model_matches_contiguous(overrides: list[str], check_grads: bool) -> None:
+    """A model converted to channels_last computes the same logits (in NCHW) and gradients (eval mode:
+    batch statistics of two tiny maps would make the comparison ill-conditioned)."""
+    cfg = make_cfg(overrides)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    twin = build_model(cfg).eval().to(memory_format=torch.channels_last)
+    twin.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 33, 33)
+    outs = model(x)
+    twin_outs = twin(x.contiguous(memory_format=torch.channels_last))
+    for out, twin_out in zip(outs, twin_outs, strict=True):
+        assert twin_out.is_contiguous()
+        assert_close_to_scale(twin_out, out, "logits")
+    if check_grads:
+        sum(o.square().mean() for o in outs).backward()
+        sum(o.square().mean() for o in twin_outs).backward()
+        twin_grads = dict(twin.named_parameters())
+        for name, p in model.named_parameters():
+            assert_close_to_scale(twin_grads[name].grad, p.grad, name)
+
+
+def assert_close_to_scale(got: torch.Tensor, want: torch.Tensor, what: str, rel: float = 1e-3) -> None:
+    """Equal up to float reordering: the largest difference within `rel` of the largest magnitude
+    (another summation order differs by ~1e-5 of it, a wrong op by O(1))."""
+    error, scale = (got - want).abs().max().item(), want.abs().max().item()
+    assert error <= rel * scale + 1e-6, f"{what}: max difference {error:.3g} vs scale {scale:.3g}"
