@@ -8,6 +8,8 @@ import os
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,15 @@ def notes_names() -> list[str]:
     """Every experiment name in the first column of the notes' tables (dotted, no spaces)."""
     pattern = re.compile(r"^([A-Za-z][\w.()=-]*\.[\w.()=-]+) *\|", re.MULTILINE)
     return pattern.findall(NOTES.read_text())
+
+
+def wait_until(predicate: Callable[[], object], what: str = "condition", *, timeout: float = 120.0,
+               poll: float = 0.5) -> None:
+    """Poll ``predicate`` every ``poll`` s until it is true; fail the test after ``timeout`` s."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, f"timed out waiting for {what} ({timeout:.0f} s)"
+        time.sleep(poll)
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeper import shutdown
-from tests.conftest import FAST, REPO, subprocess_env
+from tests.conftest import FAST, REPO, subprocess_env, wait_until
 
 LONG = [*FAST, "train.epochs=1", "train.max_steps_per_epoch=null"]  # with scale=1000+: mid-training when signalled
 
@@ -41,10 +41,7 @@ def _runs(store: str, kind: str | None = None) -> list:
 
 
 def _wait(condition, what: str, timeout: float = 120.0) -> None:
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+    wait_until(condition, what, timeout=timeout, poll=0.1)  # signals are timed: look often
 
 
 def _wait_running(store: str, count: int) -> list[int]:

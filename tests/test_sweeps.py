@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from sweeper import naming, pool, tracking
 from sweeper.task import run_dirname, run_job
-from tests.conftest import FAST, REPO, subprocess_env
+from tests.conftest import FAST, REPO, subprocess_env, wait_until
 
 ONE_EPOCH = [*FAST, "train.epochs=1"]
 
@@ -256,7 +256,7 @@ def test_the_sweep_dir_derives_from_the_sweep_and_one_runs_at_a_time(store: str,
     assert detached.returncode == 0 and "detached: 1 jobs" in detached.stdout, detached.stderr[-3000:]
     other_dir = next(p for p in (tmp_path / "out" / "sweeps").iterdir() if p != sweep_dir)
     pid = int((other_dir / "detached.pid").read_text())
-    _wait_for(lambda: any(r.info.status == "RUNNING" for r in _runs(store)[0]), what="the detached run")
+    wait_until(lambda: any(r.info.status == "RUNNING" for r in _runs(store)[0]), "the detached run", timeout=300)
     os.kill(pid, signal.SIGSTOP)
     again = _sweep(*other, cwd=tmp_path, uri=store)  # while the detached process holds the sweep
     assert again.returncode == 2 and "error: this sweep is already running (detached process" in again.stderr
@@ -267,13 +267,6 @@ def test_the_sweep_dir_derives_from_the_sweep_and_one_runs_at_a_time(store: str,
     jobs, parents = _runs(store)
     assert len(parents) == 2 and len(jobs) == 3
     assert sorted(r.info.status for r in jobs) == ["FINISHED", "FINISHED", "KILLED"]
-
-
-def _wait_for(condition, what: str, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
-        time.sleep(0.5)
 
 
 def parent_sweep_id(uri: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sweeper.slurm import read_manifest, sacct_states
+from tests.conftest import wait_until
 from tests.slurm.cluster import SlurmCluster, release_requeued
 
 pytestmark = pytest.mark.slurm
@@ -36,13 +37,6 @@ def epochs(cwd: Path, x: int) -> list[list[str]]:
     return [line.split() for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def wait_until(predicate, timeout: float = 120, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.5)
-
-
 #: sacct states a job does not leave
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY"})
 
@@ -54,7 +48,7 @@ def wait_final(job_ids: list[str], timeout: float = 120) -> dict[str, str]:
         states.update(sacct_states(job_ids))
         return all(states.get(j) in FINAL for j in job_ids)
 
-    wait_until(done, timeout, f"final sacct states of {job_ids}")
+    wait_until(done, f"final sacct states of {job_ids}", timeout=timeout)
     return states
 
 
@@ -102,7 +96,7 @@ def test_detach_returns_after_submission(slurm_cluster: SlurmCluster, slurm_tmp:
 def _requeue_and_check(slurm_cluster: SlurmCluster, slurm_tmp: Path, how: list[str]) -> list[list[str]]:
     run_app(slurm_tmp, slurm_cluster, "x=5", "epochs=5", "sleep_s=1.5", "hydra.launcher.detach=true")
     (job_id,) = [c["slurm_job_id"] for c in read_manifest(slurm_tmp / "multirun")]
-    wait_until(lambda: len(epochs(slurm_tmp, 5)) >= 1, what="the first epoch")
+    wait_until(lambda: len(epochs(slurm_tmp, 5)) >= 1, "the first epoch")
     subprocess.run([*how, job_id], check=True, capture_output=True, text=True)
     release_requeued(job_id)
     assert wait_final([job_id], timeout=180)[job_id] == "COMPLETED"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeper.slurm import read_manifest, sacct_states, sweep_status
+from tests import conftest
 from tests.slurm.cluster import SlurmCluster, release_requeued
 
 pytestmark = pytest.mark.slurm
@@ -42,11 +42,8 @@ def runs(cwd: Path, kind: str | None = None) -> list:
     return [r for r in found if r.data.tags.get("segsweep.kind") == kind]
 
 
-def wait_until(predicate, timeout: float = 240, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(1)
+def wait_until(predicate, what: str) -> None:
+    conftest.wait_until(predicate, what, timeout=240, poll=1)  # SLURM jobs: minutes, and sacct is slow
 
 
 def test_two_by_two_sweep_is_one_array_and_rerun_submits_nothing(slurm_cluster: SlurmCluster,
