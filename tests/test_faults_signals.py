@@ -26,7 +26,7 @@ def _start(*args: str, tmp_path: Path, store: str, **env: str) -> subprocess.Pop
     out, err = (tmp_path / "stdout").open("w"), (tmp_path / "stderr").open("w")
     return subprocess.Popen([sys.executable, str(REPO / "sweep.py"), *args, f"output_root={tmp_path / 'out'}"],
                             cwd=tmp_path, stdout=out, stderr=err, start_new_session=True,
-                            env=subprocess_env(MLFLOW_TRACKING_URI=store, OMP_NUM_THREADS="1", **env))
+                            env=subprocess_env(MLFLOW_TRACKING_URI=store, **env))
 
 
 def _runs(store: str, kind: str | None = None) -> list:
@@ -104,7 +104,7 @@ def test_ctrl_c_of_a_local_sweep_then_the_rerun_resumes_into_the_same_run(store:
 
     rerun = subprocess.run([sys.executable, str(REPO / "sweep.py"), *args, f"output_root={tmp_path / 'out'}"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                           env=subprocess_env(MLFLOW_TRACKING_URI=store, OMP_NUM_THREADS="1"))
+                           env=subprocess_env(MLFLOW_TRACKING_URI=store))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     (run,) = _runs(store)
     assert run.info.run_id == cut.info.run_id and run.info.status == "FINISHED"
@@ -197,7 +197,7 @@ def test_sigterm_to_a_detached_sweep(store: str, tmp_path: Path):
     started = subprocess.run([sys.executable, str(REPO / "sweep.py"), "-m", "scale=1000,1001", *LONG,
                               "hydra.launcher.detach=true", f"hydra.sweep.dir={sweep_dir}",
                               f"output_root={tmp_path / 'out'}"], cwd=tmp_path, capture_output=True, text=True,
-                             timeout=300, env=subprocess_env(MLFLOW_TRACKING_URI=store, OMP_NUM_THREADS="1"))
+                             timeout=300, env=subprocess_env(MLFLOW_TRACKING_URI=store))
     assert started.returncode == 0, started.stderr[-3000:]
     pid = int((sweep_dir / "detached.pid").read_text())
     assert _wait_running(store, 1) == [pid]

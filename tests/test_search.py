@@ -129,7 +129,7 @@ def toy(tmp_path: Path) -> Path:
 def run_toy(
     app_dir: Path, *args: str, ok: bool = True, timeout: int = 400
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.run(
         [sys.executable, "app.py", "-m", *args],
@@ -391,7 +391,7 @@ E2E_ARGS = (
 
 
 def run_sweep(workdir: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = dict(os.environ)
     for key in ("MLFLOW_TRACKING_URI", "SEGSWEEP_LAUNCH_DIR"):
         env.pop(key, None)
     cmd = [sys.executable, str(REPO / "sweep.py"), "-m", *E2E_ARGS, f"output_root={workdir / 'out'}", *args]

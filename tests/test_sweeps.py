@@ -145,7 +145,7 @@ def test_kill_9_mid_epoch_then_rerun_resumes_to_the_uninterrupted_result(store: 
                   run_dirname(naming.compose(cfg), naming.config_hash(cfg)) / "checkpoint.pt")
     args = [str(REPO / "sweep.py"), "-m", "seed=0", *overrides, f"output_root={tmp_path / 'out'}",
             f"hydra.sweep.dir={tmp_path / 'sweep'}"]
-    env = subprocess_env(MLFLOW_TRACKING_URI=store, OMP_NUM_THREADS="1")
+    env = subprocess_env(MLFLOW_TRACKING_URI=store)
     proc = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -171,8 +171,7 @@ def test_kill_9_mid_epoch_then_rerun_resumes_to_the_uninterrupted_result(store: 
     reference_uri = f"sqlite:///{tmp_path / 'ref.db'}"  # the same command, never interrupted
     ref = subprocess.run([sys.executable, *args[:-2], f"output_root={tmp_path / 'ref'}",
                           f"hydra.sweep.dir={tmp_path / 'ref-sweep'}"], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=600, env=subprocess_env(MLFLOW_TRACKING_URI=reference_uri,
-                                                                    OMP_NUM_THREADS="1"))
+                         text=True, timeout=600, env=subprocess_env(MLFLOW_TRACKING_URI=reference_uri))
     assert ref.returncode == 0, ref.stderr[-3000:]
     (uninterrupted,) = _runs(reference_uri)[0]
     for key in ("train_loss", "val_mIoU", "final_val_mIoU"):  # bit-exact on CPU with the same threads

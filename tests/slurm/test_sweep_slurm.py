@@ -27,7 +27,7 @@ def sweep(cwd: Path, cluster: SlurmCluster, *args: str, sweep_dir: str = "sweep"
            f"hydra.sweep.dir={cwd / sweep_dir}", f"hydra.launcher.partition={cluster.partition}",
            "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
            "hydra.launcher.timeout_min=10", "hydra.launcher.signal_delay_s=30", *args]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
     env.pop("SEGSWEEP_LAUNCH_DIR", None)
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=400, check=False)
     assert proc.returncode == expect_rc, proc.stdout[-3000:] + proc.stderr[-3000:]
