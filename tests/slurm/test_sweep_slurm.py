@@ -86,7 +86,8 @@ def test_scontrol_requeue_resumes_into_the_same_run(slurm_cluster: SlurmCluster,
     # epochs long enough that the job is still training when SLURM kills it (KillWait=5 s after SIGTERM,
     # which submitit ignores): the requeued job must resume, not find a FINISHED run. 19 epochs after the
     # first outlast KillWait on a fast machine (0.7 s an epoch: 8 epochs finished inside it there)
-    longer = ["train.epochs=20", "train.max_steps_per_epoch=16", "dataset.num_train=64", "dataset.image_size=64",
+    epochs = 20
+    longer = [f"train.epochs={epochs}", "train.max_steps_per_epoch=16", "dataset.num_train=64", "dataset.image_size=64",
               "dataset.crop_size=64", "hydra.launcher.detach=true"]
     sweep(slurm_tmp, slurm_cluster, *longer)
     (cell,) = read_manifest(slurm_tmp / "sweep")
@@ -106,9 +107,9 @@ def test_scontrol_requeue_resumes_into_the_same_run(slurm_cluster: SlurmCluster,
     assert after.info.status == "FINISHED"
     assert after.info.run_id == before.info.run_id
     steps = [m.step for m in client.get_metric_history(after.info.run_id, "val_mIoU")]
-    assert sorted(steps) == list(range(1, 21)) and len(steps) == len(set(steps))
+    assert sorted(steps) == list(range(1, epochs + 1)) and len(steps) == len(set(steps))
     log = Path(cell["stdout"]).read_text()
-    assert "skipped" not in log, "the first attempt finished inside KillWait: make its epochs longer"
+    assert "[segsweep] skipped" not in log, "the first attempt finished inside KillWait: make its epochs longer"
     assert f"resuming {cell['name']} seed={cell['seed']} into run {before.info.run_id}" in log  # its listed name
     assert after.data.tags["segsweep.slurm_requeues"] == "1"
     assert after.data.tags["segsweep.slurm_job_id"] == cell["slurm_job_id"]
