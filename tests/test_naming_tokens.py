@@ -251,23 +251,17 @@ def test_any_growth_of_a_known_depth_is_a_backbone():
     values = _values("camvid.scratch.imagesize321.dense42k20")
     assert values["backbone.blocks"] == configs.DENSE_LAYOUTS[42] and values["backbone.growth"] == 20
     assert naming.hash_of(["backbone=dense42k20"]) == naming.hash_of(["backbone=dense42k48", "backbone.growth=20"])
-    assert not [p for p in (configs.CONF_DIR / "backbone").glob("dense*.yaml")]  # no file per backbone
-    hydra = naming.compose_config(["backbone=dense42k20"])  # a ConfigStore option of Hydra's
+    assert (configs.CONF_DIR / "backbone" / "dense42k20.yaml").is_file()  # a generated file: any Hydra app finds it
+    hydra = naming.compose_config(["backbone=dense42k20"])
     assert (list(hydra.backbone.blocks), hydra.backbone.growth, hydra.backbone.stem) == ([6, 8, 16, 12], 20, False)
 
 
-def test_a_new_depth_is_one_line(monkeypatch: pytest.MonkeyPatch):
+def test_a_new_depth_is_one_line_and_its_generated_files(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setitem(configs.DENSE_LAYOUTS, 18, [4, 4, 6, 4])
-    configs._option.cache_clear()
-    try:
-        assert _values_uncached(["backbone=dense18k12"])["backbone.blocks"] == [4, 4, 6, 4]
-    finally:
-        configs._option.cache_clear()
-
-
-def _values_uncached(overrides: list[str]) -> dict:
-    choices, changes = configs.parse_overrides(tuple(overrides))
-    return leaves(configs._plain_build({**configs.default_choices(), **choices}, list(changes)))
+    write, remove = configs.stale_backbones()  # what `python -m sweeper.naming backbones --write` writes
+    assert sorted(write) == sorted(f"dense18k{k}.yaml" for k in configs.GROWTHS) and not remove
+    assert "blocks: [4, 4, 6, 4]\ngrowth: 12\n" in write["dense18k12.yaml"]
+    assert "backbone=dense18k12" in naming.parse("camvid.scratch.dense18k12")
 
 
 def test_unknown_depth_names_the_known_ones():

@@ -1,4 +1,4 @@
-"""``python -m sweeper.naming {parse,canonical,compose,hash,explain,tokens}`` (imports neither torch nor MLflow)."""
+"""``python -m sweeper.naming {parse,canonical,compose,hash,explain,tokens,backbones}`` (imports neither torch nor MLflow)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,22 @@ def _run(args: argparse.Namespace) -> list[str]:
         return [naming.hash_of(_spec(args.spec))]
     if args.command == "explain":
         return naming.explain(args.name)
+    if args.command == "backbones":
+        return _backbones(args.write)
     return _tokens()
+
+
+def _backbones(write: bool) -> list[str]:
+    """The generated DenseNet options that differ from conf/backbone/ (written with ``--write``)."""
+    if write:
+        changed = naming.configs.write_backbones()
+        return [f"wrote {len(changed)} file(s) of conf/backbone/"] + changed
+    stale, remove = naming.configs.stale_backbones()
+    if stale or remove:
+        raise naming.BadNameError(f"{len(stale) + len(remove)} generated file(s) of conf/backbone/ are stale "
+                                  f"(e.g. {sorted([*stale, *(p.name for p in remove)])[0]}): run "
+                                  f"`python -m sweeper.naming backbones --write`")
+    return [f"conf/backbone/ holds the {len(naming.configs.generated_backbones())} generated DenseNet options"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("hash", help="print the config hash of a name or of overrides").add_argument("spec", nargs="*")
     sub.add_parser("explain", help="print each token of a name and the config values it sets").add_argument("name")
     sub.add_parser("tokens", help="list the token table (canonical order) and the escape token")
+    sub.add_parser("backbones", help="check (or --write) the generated conf/backbone/dense{L}k{K}.yaml files"
+                   ).add_argument("--write", action="store_true", help="write the missing or stale files")
     args = parser.parse_args(argv)
     try:
         print("\n".join(_run(args)))

@@ -9,7 +9,8 @@ groups; anything else (``hydra.*``, other groups, deletions, sweeps) goes throug
 check it against Hydra on random override sets.
 
 DenseNet backbones are one generic config: ``backbone=dense{L}k{K}`` is ``_densenet.yaml`` with the
-blocks of ``DENSE_LAYOUTS[L]`` and growth K, registered in Hydra's ConfigStore for K in ``GROWTHS``.
+blocks of ``DENSE_LAYOUTS[L]`` and growth K, one generated file ``conf/backbone/dense{L}k{K}.yaml`` for
+each K in ``GROWTHS`` (``write_backbones``; a test fails when the files differ from what it writes).
 """
 
 from __future__ import annotations
@@ -72,15 +73,49 @@ def dense_node(layers: int, growth: int) -> dict:
     return {"defaults": ["_densenet", "_self_"], "blocks": list(DENSE_LAYOUTS[layers]), "growth": growth}
 
 
+GENERATED = ("# generated from DENSE_LAYOUTS x GROWTHS (sweeper/naming/configs.py) by "
+             "`python -m sweeper.naming backbones --write`: do not edit\n")
+
+
+def generated_backbones() -> dict[str, str]:
+    """{file name: text} of every generated ``conf/backbone/dense{L}k{K}.yaml`` (plain files, so that
+    any Hydra app composing conf/ finds them: docs/naming.md, "The DenseNet options")."""
+    files = {}
+    for layers, blocks in DENSE_LAYOUTS.items():
+        for growth in GROWTHS:
+            files[f"dense{layers}k{growth}.yaml"] = (
+                f"{GENERATED}defaults:\n  - _densenet\n  - _self_\n\n"
+                f"blocks: [{', '.join(map(str, blocks))}]\ngrowth: {growth}\n")
+    return files
+
+
+def stale_backbones(folder: Path | None = None) -> tuple[dict[str, str], list[Path]]:
+    """(files to write: missing or different, generated files to remove) of conf/backbone/."""
+    folder = folder or CONF_DIR / "backbone"
+    wanted = generated_backbones()
+    write = {name: text for name, text in wanted.items()
+             if not (folder / name).is_file() or (folder / name).read_text() != text}
+    remove = [p for p in sorted(folder.glob("*.yaml")) if p.name not in wanted and p.read_text().startswith(GENERATED)]
+    return write, remove
+
+
+def write_backbones(folder: Path | None = None) -> list[str]:
+    """Bring the generated DenseNet options of conf/backbone/ up to date; the names of the changed files."""
+    folder = folder or CONF_DIR / "backbone"
+    write, remove = stale_backbones(folder)
+    for name, text in write.items():
+        (folder / name).write_text(text)
+    for path in remove:
+        path.unlink()
+    return sorted([*write, *(p.name for p in remove)])
+
+
 def _raw_option(group: str, option: str) -> dict:
     path = CONF_DIR / group / f"{option}.yaml"
     if "/" not in option and path.is_file():
         if "# @package" in path.read_text():
             raise NeedsHydra  # an option placed elsewhere in the config: Hydra places it
         return dict(_load(f"{group}/{option}.yaml"))
-    match = DENSE_OPTION.fullmatch(option) if group == "backbone" else None
-    if match and int(match["layers"]) in DENSE_LAYOUTS and int(match["growth"]) in GROWTHS:
-        return dense_node(int(match["layers"]), int(match["growth"]))
     raise BadNameError(f"no {group} option {option!r}: choose one of {', '.join(group_options(group))}")
 
 
@@ -138,6 +173,8 @@ def known_keys() -> dict[str, bool]:
     sources: list[tuple[str, dict]] = [("", top)]
     for group in hashed_groups():
         for option in sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")):
+            if group == "backbone" and DENSE_OPTION.fullmatch(option):
+                continue  # a generated DenseNet option: the keys of _densenet.yaml
             try:
                 sources.append((group, _option(group, option)))
             except NeedsHydra:
@@ -169,15 +206,10 @@ def leaves(node: dict) -> dict[str, Any]:
 
 
 def register_backbones() -> None:
-    """Make every ``dense{L}k{K}`` of ``DENSE_LAYOUTS`` x ``GROWTHS`` a Hydra ``backbone`` option."""
-    from hydra.core.config_store import ConfigStore
+    """Nothing to do: the ``dense{L}k{K}`` options are files of conf/backbone/ (``write_backbones``).
 
-    store = ConfigStore.instance()
-    if "dense30k1.yaml" in store.repo.get("backbone", {}):
-        return
-    for layers in DENSE_LAYOUTS:
-        for growth in GROWTHS:
-            store.store(group="backbone", name=f"dense{layers}k{growth}", node=dense_node(layers, growth))
+    Kept for callers from before the files (sweep.py, tests/conftest.py): any Hydra app finds them.
+    """
 
 
 def compose_config(overrides: Sequence[str]) -> DictConfig:
@@ -191,7 +223,6 @@ def _hydra_compose(overrides: tuple[str, ...]) -> DictConfig:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    register_backbones()
     if GlobalHydra.instance().is_initialized():  # inside a running Hydra app: same config tree
         cfg = hydra_compose(config_name="sweep", overrides=list(overrides))
     else:
