@@ -1,5 +1,5 @@
-"""Pure-PyTorch DeepLab models built from the run config (`models.build.build_model`)."""
+"""Pure-PyTorch DeepLab models built from the run config (`models.build.build_model`).
 
-from models.build import build_model, count_params_m, register, registered
-
-__all__ = ["build_model", "count_params_m", "register", "registered"]
+Nothing is imported here, so that ``models.errors`` and ``models.families`` (torch-free) import
+without torch: the name codec and sweep.py's exit-2 family read them.
+"""

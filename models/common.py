@@ -121,3 +121,11 @@ def maybe_checkpoint(fn: Callable[..., Any], *args: Tensor, enabled: bool) -> An
     if enabled and torch.is_grad_enabled() and any(a.requires_grad for a in args):
         return checkpoint(fn, *args, use_reentrant=False, context_fn=_checkpoint_contexts)
     return fn(*args)
+
+
+def setting(node: Any, key: str, default: Any = None) -> Any:
+    """``node[key]`` of a config node (DictConfig, dict or object), ``default`` when absent or null."""
+    if node is None:
+        return default
+    value = node.get(key, default) if hasattr(node, "get") else getattr(node, key, default)
+    return default if value is None else value

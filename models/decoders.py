@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.common import BNReLU, Conv1x1, SqueezeExcitation, conv2d, resize
+from models.errors import ModelConfigError
 
 FPN_CHANNELS = 416  # `output_channel = 416` in denseindense 4..7
 
@@ -61,7 +62,7 @@ class Smoothen(nn.Sequential):
 
 def _need_blocks(channels: Sequence[int], name: str) -> None:
     if len(channels) < 4:
-        raise ValueError(f"decoder {name!r} fuses blocks 1-3 with the main stream: it needs 4 dense blocks, "
+        raise ModelConfigError(f"decoder {name!r} fuses blocks 1-3 with the main stream: it needs 4 dense blocks, "
                          f"got {len(channels)}")
 
 
@@ -167,4 +168,4 @@ def build_densenet_head(decoder: str, channels: Sequence[int], num_classes: int,
         return FPNDecoder(channels, num_classes, smooth_kernel=3 if decoder == "newdid4" else 1,
                           deep_supervision=decoder.startswith("newdid6"),
                           lateral_se=decoder == "newdid6_senet", aspp_rates=aspp_rates, momentum=momentum)
-    raise ValueError(f"model.decoder={decoder!r} is unknown; choose one of {', '.join(DECODERS)}")
+    raise ModelConfigError(f"model.decoder={decoder!r} is unknown; choose one of {', '.join(DECODERS)}")

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.common import BNReLU, Conv1x1, bn, conv2d, resize
+from models.errors import ModelConfigError
 
 
 class Segmenter(nn.Module):
@@ -88,7 +89,7 @@ class ASPP(nn.Module):
                  image_pooling: bool = True) -> None:
         super().__init__()
         if merge not in ("concat", "sum"):
-            raise ValueError(f"model.aspp_merge={merge!r} is unknown; use 'concat' or 'sum'")
+            raise ModelConfigError(f"model.aspp_merge={merge!r} is unknown; use 'concat' or 'sum'")
         self.merge = merge
         self.branches = nn.ModuleList([conv_bn_relu(c_in, channels, 1)]
                                       + [conv_bn_relu(c_in, channels, 3, r) for r in rates])

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.common import BNReLU, SqueezeExcitation, conv2d, maybe_checkpoint, same_avg_pool_s1
+from models.common import BNReLU, SqueezeExcitation, conv2d, maybe_checkpoint, same_avg_pool_s1, setting
+from models.errors import ModelConfigError
 
 
 class Unit(nn.Sequential):
@@ -85,7 +87,7 @@ class Transition(nn.Module):
             self.se = SqueezeExcitation(c_out, 2)
             self.skip = Unit(c_in, c_out, 1, stride=stride, momentum=momentum) if stride > 1 else None
             if stride == 1 and c_out != c_in:
-                raise ValueError("transition_senet=2 with stride 1 needs compression=1.0 (the skip is identity)")
+                raise ModelConfigError("transition_senet=2 with stride 1 needs compression=1.0 (the skip is identity)")
         else:
             self.body = Unit(c_in, c_out, 1, momentum=momentum)
             self.se = SqueezeExcitation(c_out, transition_senet) if transition_senet > 0 else None
@@ -117,14 +119,17 @@ def make_stem(stem: bool, growth: int) -> tuple[nn.Sequential, int]:
 
 class DenseNet(nn.Module):
     """The DenseNet feature extractor. `forward` returns the outputs of every block (blocks 1..n-1
-    before their transition, and the last block = the main stream), shallowest first."""
+    before their transition, and the last block = the main stream), shallowest first: pre-activation
+    features (the heads normalise them, models/registry.py)."""
+
+    preactivation_features = True
 
     def __init__(self, blocks: Sequence[int], growth: int, rates: Sequence[int], strides: Sequence[int],
                  stem: bool = False, compression: float = 0.5, latter_pooling: bool = True,
                  senet: int = 0, transition_senet: int = 0, bn_momentum: float = 0.1) -> None:
         super().__init__()
         if not (len(blocks) == len(rates) == len(strides)):
-            raise ValueError(f"blocks {list(blocks)}, rates {list(rates)} and strides {list(strides)} "
+            raise ModelConfigError(f"blocks {list(blocks)}, rates {list(rates)} and strides {list(strides)} "
                              "must have the same length")
         self.stem, c = make_stem(stem, growth)
         self.blocks = nn.ModuleList()
@@ -146,6 +151,10 @@ class DenseNet(nn.Module):
         for m in self.modules():
             if isinstance(m, DenseLayer):
                 m.checkpointing = enabled
+
+    def init_network(self, network: nn.Module) -> None:
+        """The family's weight init over the whole network (``init_densenet``)."""
+        init_densenet(network)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.stem(x)
@@ -177,5 +186,17 @@ def densenet_strides(n_blocks: int, output_stride: int) -> list[int]:
     elif output_stride == 8:
         first = [2, 1]
     else:
-        raise ValueError(f"backbone.output_stride={output_stride} is not supported for DenseNet; use 16 or 8")
+        raise ModelConfigError(f"backbone.output_stride={output_stride} is not supported for DenseNet; use 16 or 8")
     return (first + [1] * n_blocks)[:n_blocks]
+
+
+def build_backbone(cfg: Any) -> DenseNet:
+    """The DenseNet of the ``backbone`` config node (the family's declared builder, conf/backbone/_densenet.yaml)."""
+    b = cfg.backbone
+    blocks = list(setting(b, "blocks"))
+    return DenseNet(
+        blocks=blocks, growth=int(setting(b, "growth")), rates=list(setting(b, "rates", [1, 1, 2, 4])),
+        strides=densenet_strides(len(blocks), int(setting(b, "output_stride", 16))),
+        stem=bool(setting(b, "stem", False)), compression=float(setting(b, "compression", 0.5)),
+        latter_pooling=bool(setting(b, "latter_pooling", True)), senet=int(setting(b, "senet", 0)),
+        transition_senet=int(setting(b, "transition_senet", 0)), bn_momentum=float(setting(b, "bn_momentum", 0.1)))

@@ -20,7 +20,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from models.common import BNReLU, Conv1x1, bn, conv2d, maybe_checkpoint
+from models.common import BNReLU, Conv1x1, bn, conv2d, maybe_checkpoint, setting
+from models.errors import ModelConfigError
 
 DEPTHS = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
 
@@ -85,13 +86,13 @@ class PreActBottleneck(nn.Module):
 def stage_plan(style: str, output_stride: int, cascade: bool) -> list[tuple[int, int]]:
     """(stride, rate) of layers 1..4 (and 5..7 for the cascade)."""
     if output_stride not in (8, 16):
-        raise ValueError(f"backbone.output_stride={output_stride} is not supported for ResNet; use 16 or 8")
+        raise ModelConfigError(f"backbone.output_stride={output_stride} is not supported for ResNet; use 16 or 8")
     if style == "deeplabv2":
         plan = [(1, 1), (2, 1), (2, 2), (1, 4)] if output_stride == 16 else [(1, 1), (2, 1), (1, 2), (1, 4)]
     elif style == "deeplabv3":
         plan = [(1, 1), (2, 1), (2, 1), (1, 2)] if output_stride == 16 else [(1, 1), (2, 1), (1, 2), (1, 4)]
     else:
-        raise ValueError(f"unknown ResNet dilation style {style!r}")
+        raise ModelConfigError(f"unknown ResNet dilation style {style!r}")
     if cascade:
         r4 = plan[3][1]
         plan += [(1, 2 * r4), (1, 4 * r4), (1, 8 * r4)]
@@ -105,7 +106,7 @@ class ResNet(nn.Module):
                  preact: bool = False, style: str = "deeplabv2", cascade: bool = False) -> None:
         super().__init__()
         if depth not in DEPTHS:
-            raise ValueError(f"backbone.depth={depth} is not supported; use one of {sorted(DEPTHS)}")
+            raise ModelConfigError(f"backbone.depth={depth} is not supported; use one of {sorted(DEPTHS)}")
         unit = PreActBottleneck if preact else Bottleneck
         self.preact = preact
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=preact)
@@ -127,7 +128,12 @@ class ResNet(nn.Module):
             setattr(self, name, nn.Sequential(*units))
             self.layer_names.append(name)
         self.postnorm: nn.Module = BNReLU(c) if preact else nn.Identity()
+        self.channels = [4 * 64 * 2 ** min(i, 3) for i in range(len(self.layer_names))]
         self.out_channels = c
+
+    def init_network(self, network: nn.Module) -> None:
+        """The family's weight init over the whole network (``init_resnet``)."""
+        init_resnet(network)
 
     def set_checkpointing(self, enabled: bool) -> None:
         """Recompute each residual block in the backward pass instead of storing its activations."""
@@ -164,3 +170,12 @@ def init_resnet(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def build_backbone(cfg: Any) -> ResNet:
+    """The ResNet of a run config (the family's declared builder, conf/backbone/_resnet.yaml): the
+    dilation style of the model (v2, or v3 with ``model.multi_grid`` and the ``aspp=false`` cascade)."""
+    if setting(cfg.model, "name") == "deeplabv3":
+        return build_resnet(cfg.backbone, style="deeplabv3", cascade=not setting(cfg.model, "aspp", True),
+                            multi_grid=setting(cfg.model, "multi_grid"))
+    return build_resnet(cfg.backbone, style="deeplabv2")

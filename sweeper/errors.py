@@ -3,7 +3,8 @@
 - :class:`UserError` and its family: bad input the user can fix. The message is one line naming the
   problem and the fix; the command exits 2. Other packages' bad-input errors join the family through
   :data:`BAD_INPUT` (``engine`` and ``data`` cannot import ``sweeper``): the engine's
-  :class:`engine.callbacks.InputError` family (config values, checkpoints) and the data package's :class:`data.errors.DatasetError`.
+  :class:`engine.callbacks.InputError` family (config values, checkpoints), the data package's
+  :class:`data.errors.DatasetError` and the models package's :class:`models.errors.ModelConfigError`.
 - :class:`JobFailed`: a job whose MLflow run was created and then failed; it names the run (recorded
   FAILED) and carries the error that ended it.
 - Anything else is a bug or a fault of the machine: exit 1.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from data.errors import DatasetError
 from engine.callbacks import InputError
+from models.errors import ModelConfigError
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -39,7 +41,7 @@ class JobFailed(Exception):
 
 
 #: the exception classes that mean bad input (exit 2)
-BAD_INPUT: tuple[type[BaseException], ...] = (UserError, InputError, DatasetError)
+BAD_INPUT: tuple[type[BaseException], ...] = (UserError, InputError, DatasetError, ModelConfigError)
 
 
 def root_cause(error: BaseException) -> BaseException:

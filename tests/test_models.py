@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from models.build import build_model, count_params_m, register, registered
+from models.build import build_model, count_params_m
+from models.errors import ModelConfigError
+from models.registry import register_head, registered
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DENSE = ["backbone.stem=true", "backbone.compression=1.0", "backbone.latter_pooling=false"]
@@ -90,21 +92,27 @@ def test_forward_backward(overrides: list[str]) -> None:
     assert any(g.abs().sum() > 0 for g in grads)
 
 
-def test_registry_lists_families() -> None:
-    assert ("densenet", "deeplabv2") in registered()
-    with pytest.raises(ValueError, match="already registered"):
-        register("densenet", "deeplabv2")(lambda cfg: None)
+def test_heads_register_apart_from_backbones() -> None:
+    assert registered() == ["deeplabv2", "deeplabv3"]
+    with pytest.raises(ModelConfigError, match="already registered"):
+        register_head("deeplabv2")(lambda cfg, backbone: None)
 
 
 def test_unknown_decoder_is_a_clear_error() -> None:
     cfg = make_cfg(["dataset=synthetic", "model.decoder=newdid9"])
-    with pytest.raises(ValueError, match="model.decoder='newdid9' is unknown"):
+    with pytest.raises(ModelConfigError, match="model.decoder='newdid9' is unknown"):
         build_model(cfg)
 
 
 def test_unknown_family_is_a_clear_error() -> None:
     cfg = make_cfg(["dataset=synthetic", "backbone.family=vgg"])
-    with pytest.raises(ValueError, match="no model for backbone.family='vgg'"):
+    with pytest.raises(ModelConfigError, match=r"backbone.family='vgg' is not declared; known: densenet, resnet"):
+        build_model(cfg)
+
+
+def test_unknown_head_is_a_clear_error() -> None:
+    cfg = make_cfg(["dataset=synthetic", "model.name=pspnet"])
+    with pytest.raises(ModelConfigError, match=r"model.name='pspnet' has no registered head; known: deeplabv2, deeplabv3"):
         build_model(cfg)
 
 
@@ -171,7 +179,7 @@ def test_imagenet_init_mismatched_keys_named(tmp_path: Path) -> None:
 
 
 def test_imagenet_init_refused_for_densenet() -> None:
-    with pytest.raises(ValueError, match="only available for ResNet"):
+    with pytest.raises(ModelConfigError, match="only available for resnet backbones"):
         build_model(make_cfg(["dataset=synthetic", "init=imagenet", "init_path=x.pth"]))
 
 

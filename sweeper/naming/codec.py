@@ -38,11 +38,11 @@ from sweeper.naming.errors import BadNameError, ConflictingTokensError, UnknownT
 from sweeper.naming.tokens import (
     ANNOTATE,
     ANNOTATIONS,
+    DENSE_FAMILY,
     GROUPS,
     GROWTH,
     KNOWN_SPELLINGS,
     PHRASES,
-    RECIPES,
     TABLE,
     TOY,
     V2_PREFIX,
@@ -50,8 +50,10 @@ from sweeper.naming.tokens import (
     Hint,
     Token,
     backbone_option,
+    family_of_option,
     init_choice,
     multiscale_token,
+    recipe,
 )
 from sweeper.naming.values import (
     KEY_SEPARATOR,
@@ -182,14 +184,15 @@ def resolve(reading: Reading) -> Plan:
     values, hints = dict(reading.values), reading.hints
     markers = {key: values.pop(key) for key in list(values) if key.startswith("@")}
     backbone = values.pop("backbone", None) or hints.get("backbone") or _default_backbone(values, markers)
-    family = "densenet" if backbone.startswith("dense") else "resnet"
-    if family == "densenet" and GROWTH in markers and "backbone.growth" not in values:
+    declared = family_of_option(backbone)
+    family = declared.name
+    if family == DENSE_FAMILY and GROWTH in markers and "backbone.growth" not in values:
         values["backbone.growth"] = markers[GROWTH]
-    init = values.pop("init", None) or ("scratch" if family == "densenet" else "imagenet")
-    if (family, init) not in RECIPES:
+    init = values.pop("init", None) or declared.default_init
+    if init not in ("scratch", "imagenet"):
         raise BadNameError(f"init={init!r} in name {reading.name!r}: init is scratch or imagenet")
     choices = {"dataset": values.pop("dataset", "synthetic"), "backbone": backbone,
-               "model": values.pop("model", "deeplabv2"), "train": values.pop("train", RECIPES[(family, init)])}
+               "model": values.pop("model", "deeplabv2"), "train": values.pop("train", recipe(family, init))}
     if "eval" in values:
         choices["eval"] = values.pop("eval")
     for key, value in hints.items():

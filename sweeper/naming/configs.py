@@ -27,9 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from data.registry import DECLARATION_KEYS
+from models.families import CONF_DIR
+from models.families import DECLARATION_KEYS as BACKBONE_DECLARATION_KEYS
 from sweeper.naming.errors import BadNameError
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 #: DenseNet block layouts by the L of ``dense{L}k{K}`` (L = number of dense layers). A new depth: one line.
 DENSE_LAYOUTS: dict[int, list[int]] = {
@@ -47,7 +47,8 @@ DENSE_OPTION = re.compile(r"dense(?P<layers>\d+)k(?P<growth>\d+)")
 UNHASHED_KEYS = ("name", "tracking", "launcher", "output_root", "device", "annotations", "force",
                  "optuna", "sweep", "hydra")
 UNHASHED_NESTED_KEYS = (("dataset", "root"), ("train", "base_lr"),  # base_lr only defaults `lr`
-                        *(("dataset", key) for key in DECLARATION_KEYS))  # the registry's declaration
+                        *(("dataset", key) for key in DECLARATION_KEYS),  # the registry's declaration
+                        *(("backbone", key) for key in BACKBONE_DECLARATION_KEYS))  # the family's declaration
 #: Where inputs live (a file, a folder): a path, never part of a name and not what a run computes. They
 #: enter the hash as null (their default) whatever they hold, so the hashes of existing configs stay.
 LOCATION_KEYS = (("init_path",), ("dataset", "list_dir"))
@@ -182,9 +183,9 @@ def known_keys() -> dict[str, bool]:
     for prefix, node in sources:
         for key, value in _leaves(node, prefix):
             keys[key] = keys.get(key, False) or isinstance(value, list)
-    for key in [*UNHASHED_KEYS, SEED_KEY, *(".".join(k) for k in (*UNHASHED_NESTED_KEYS, *LOCATION_KEYS))]:
-        keys.pop(key, None)
-    return keys
+    dropped = [*UNHASHED_KEYS, SEED_KEY, *(".".join(k) for k in (*UNHASHED_NESTED_KEYS, *LOCATION_KEYS))]
+    return {key: is_list for key, is_list in keys.items()
+            if not any(key == d or key.startswith(d + ".") for d in dropped)}
 
 
 def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data.registry import dataset_of_token, datasets
+from models import families
+from models.errors import ModelConfigError
 from sweeper.naming.configs import DENSE_LAYOUTS, GROWTHS, LEGACY_DEPTHS, option_values
-from sweeper.naming.errors import UnknownTokenError
+from sweeper.naming.errors import BadNameError, UnknownTokenError
 from sweeper.naming.values import format_number, read_number
 
 ANNOTATE = "@annotation"  # appended to ``annotations`` (changes no value)
@@ -38,9 +40,9 @@ NO_OPS = {
     "py": "a script suffix",
 }
 DECODERS = ("newdid6_senet", "newdid4_1", "newdid6", "newdid4", "newdid2", "newdid")
-#: The train recipe of a (backbone family, init): what a name without a recipe token trains with.
-RECIPES = {("densenet", "scratch"): "densenet", ("densenet", "imagenet"): "densenet",
-           ("resnet", "scratch"): "resnet_scratch", ("resnet", "imagenet"): "resnet_pretrained"}
+#: The family of the generated ``dense{L}k{K}`` options (conf/backbone/_densenet.yaml): the family that
+#: the DenseNet tokens (``dense30k48``, ``k48``, ``toy``) spell.
+DENSE_FAMILY = "densenet"
 #: Multi-token spellings of old names that are one token (TOKENS.md 1b: the CamVid recipe on aerial).
 PHRASES = {("camvid", "aerial"): "aerial"}
 
@@ -138,14 +140,40 @@ def _recipe_matches(c: Context, recipe: str) -> bool:
         ref["base_lr"], ref["weight_decay"], ref["milestones"])
 
 
+def family(name: Any) -> families.Family:
+    """The declaration of a backbone family (``models/families.py``), or BadNameError."""
+    try:
+        return families.family(name)
+    except ModelConfigError as error:
+        raise BadNameError(str(error)) from None
+
+
+def family_of_option(option: str) -> families.Family:
+    """The family declaration of a backbone option, or BadNameError."""
+    name = families.family_of(option)
+    if name is None:
+        raise BadNameError(f"no backbone option {option!r}: conf/backbone/{option}.yaml is missing or names no "
+                           f"`family:` (the generated DenseNet options: `python -m sweeper.naming backbones --write`)")
+    return family(name)
+
+
+def recipe(family_name: Any, init: str) -> str:
+    """The train recipe of a family's init (its declaration's ``recipes``), or BadNameError."""
+    try:
+        return family(family_name).recipe(init)
+    except ModelConfigError as error:
+        raise BadNameError(str(error)) from None
+
+
 def init_choice(c: Context) -> tuple[str, str]:
-    """(init token, train recipe) of a run: ``noscratch`` is ImageNet weights on the scratch recipe."""
-    family = c.family
+    """(init token, train recipe) of a run: ``noscratch`` is ImageNet weights on the scratch recipe
+    (where the family's two recipes differ)."""
+    scratch, imagenet = recipe(c.family, "scratch"), recipe(c.family, "imagenet")
     if c.get("init") == "scratch":
-        return "scratch", RECIPES[(family, "scratch")]
-    if family == "resnet" and _recipe_matches(c, "resnet_scratch") and not _recipe_matches(c, "resnet_pretrained"):
-        return "noscratch", "resnet_scratch"
-    return "imagenet", RECIPES[(family, "imagenet")]
+        return "scratch", scratch
+    if scratch != imagenet and _recipe_matches(c, scratch) and not _recipe_matches(c, imagenet):
+        return "noscratch", scratch
+    return "imagenet", imagenet
 
 
 def _imagesize(match: re.Match) -> dict[str, Any]:
@@ -174,7 +202,7 @@ def _test_tile_token(c: Context) -> str | None:
 
 
 def _compression_token(c: Context) -> str | None:
-    if c.family != "densenet" or not c.differs("backbone.compression"):
+    if c.family != DENSE_FAMILY or not c.differs("backbone.compression"):
         return None
     value = c.get("backbone.compression")
     return "nocompression" if value == 1.0 else "compression" + format_number(value)
@@ -194,12 +222,24 @@ def _dense(match: re.Match) -> dict[str, Any]:
 
 
 def backbone_option(c: Context) -> str:
-    """The ``backbone`` group option nearest a run's backbone (escape tokens state the rest)."""
-    if c.family == "resnet":
-        return "resnet50" if c.get("backbone.depth") == 50 else "resnet101"
-    blocks, growth = c.get("backbone.blocks"), c.get("backbone.growth")
-    layers = next((n for n, layout in DENSE_LAYOUTS.items() if layout == blocks), 30)
-    return f"dense{layers}k{growth if growth in GROWTHS else 36}"
+    """The ``backbone`` group option nearest a run's backbone (escape tokens state the rest): a DenseNet's
+    ``dense{L}k{K}``, else the family's declared option that shares the most values with the run's (ties:
+    the first by name)."""
+    if c.family == DENSE_FAMILY:
+        blocks, growth = c.get("backbone.blocks"), c.get("backbone.growth")
+        layers = next((n for n, layout in DENSE_LAYOUTS.items() if layout == blocks), 30)
+        return f"dense{layers}k{growth if growth in GROWTHS else 36}"
+    own = [o.name for o in families.options().values() if o.family == c.family]
+    if not own:
+        raise BadNameError(f"backbone.family={c.family!r} has no option with `tokens:` in conf/backbone/, so no "
+                           f"name can spell it: add `tokens: [<name token>]` to its file")
+    run = c.run.get("backbone") or {}
+    return max(own, key=lambda option: (sum(run.get(k) == v for k, v in option_values("backbone", option).items()),
+                                        [-ord(ch) for ch in option]))
+
+
+def _backbone_pattern() -> str:
+    return "|".join(sorted(map(re.escape, families.option_of_token()), key=len, reverse=True))
 
 
 def _decoder(match: re.Match) -> dict[str, Any]:
@@ -314,18 +354,19 @@ TABLE: list[Token] = [
           ("dense30k36(actually48)",), "the run used k=48"),
     Token("backbone", r"k(?P<growth>\d+)", lambda m: {GROWTH: int(m["growth"])}, None, ("k48",),
           "growth of the default DenseNet (30 layers)"),
-    Token("backbone", r"res(?:net)?50", _set(backbone="resnet50"), None, ("resnet50", "res50"), "ResNet-50"),
-    Token("backbone", r"res(?:net)?10[01]", _set(backbone="resnet101"), None, ("resnet101", "res100"),
-          "ResNet-101 (`res100`: the notes' typo)"),
+    Token("backbone", _backbone_pattern(), lambda m: {"backbone": families.option_of_token()[m.group(0)]}, None,
+          tuple(families.option_of_token()),
+          "a declared backbone option (conf/backbone/<option>.yaml `tokens`; the first is canonical): "
+          "resnet50, resnet101 (`res100`: the notes' typo)"),
     Token("slim", r"slim", _slim, _flag("backbone.preact", "slim"), ("slim",),
           "TF-slim ResNet-v2 (pre-activation): output stride 8 and 1x1 logits unless stated"),
     Token("SE", r"senet(?P<n>\d+)|senet(?:\(ratio=8\))?",
           lambda m: {"backbone.senet": int(m["n"] or 8)},
-          lambda c: f"senet{c.get('backbone.senet')}" if c.family == "densenet" and c.differs("backbone.senet")
+          lambda c: f"senet{c.get('backbone.senet')}" if c.family == DENSE_FAMILY and c.differs("backbone.senet")
           else None, ("senet4", "senet", "senet(ratio=8)"), "SE (ratio N) on each dense layer's new channels"),
     Token("SE", r"transitionsenet(?P<n>\d+)", lambda m: {"backbone.transition_senet": int(m["n"])},
           lambda c: f"transitionsenet{c.get('backbone.transition_senet')}"
-          if c.family == "densenet" and c.differs("backbone.transition_senet") else None,
+          if c.family == DENSE_FAMILY and c.differs("backbone.transition_senet") else None,
           ("transitionsenet4",), "SE after transitions (2: residual bottleneck transition)"),
     Token("decoder", r"did(?P<n>\d*)", _did, _decoder_token, ("did", "did4"),
           "dense-in-dense decoder with channel ratio N (8)"),
