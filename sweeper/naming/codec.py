@@ -128,9 +128,15 @@ def decode_token(token: str) -> Decoded:
 
 
 def decode_name(name: str) -> list[Decoded]:
-    """Every token of ``name`` with its settings."""
+    """Every token of ``name`` with its settings; a token written twice is refused (even one that sets
+    nothing: a name says each thing once)."""
+    tokens = split_tokens(name)
+    repeated = sorted({token for token in tokens if tokens.count(token) > 1})
+    if repeated:
+        raise ConflictingTokensError(f"token {repeated[0]!r} appears {tokens.count(repeated[0])} times in name "
+                                     f"{name!r}: write it once")
     try:
-        return [decode_token(token) for token in split_tokens(name)]
+        return [decode_token(token) for token in tokens]
     except UnknownTokenError as error:
         raise UnknownTokenError(f"name {name!r}: {error}") from None
 
