@@ -21,12 +21,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from sweeper.naming.configs import (
     SEED_KEY,
-    NeedsHydra,
     annotations_value,
     hash_semantic,
+    hydra_value,
     known_keys,
     leaves,
-    parse_overrides,
     semantic_config,
     semantic_from,
     semantic_of,
@@ -169,20 +168,10 @@ class Plan:
 
     def overrides(self) -> list[str]:
         groups = [f"{group}={self.choices[group]}" for group in GROUPS if group in self.choices]
-        values = [f"{key}={_hydra_value(value)}" for key, value in self.values.items()]
+        values = [f"{key}={hydra_value(value)}" for key, value in self.values.items()]
         if self.annotations:
-            values.append(f"annotations={_hydra_value(list(self.annotations))}")
+            values.append(f"annotations={hydra_value(list(self.annotations))}")
         return groups + values
-
-
-def _hydra_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
-    return repr(value) if isinstance(value, float) else str(value)
 
 
 def resolve(reading: Reading) -> Plan:
@@ -246,16 +235,10 @@ def overrides_of(spec: str | Sequence[str], extra: Sequence[str] = ()) -> list[s
 
 
 def semantic(spec: str | Sequence[str], extra: Sequence[str] = ()) -> dict:
-    """The semantic config (what enters the hash) of a name or of overrides, without Hydra where exact."""
+    """The semantic config (what enters the hash) of a name or of overrides (``configs.semantic_of``)."""
     if not isinstance(spec, str):
         return semantic_of(overrides_of(spec, extra))
-    plan = plan_of(spec)
-    try:
-        more_choices, more_changes = parse_overrides(tuple(extra))
-        changes = [("set", key, value) for key, value in plan.values.items()] + list(more_changes)
-        return semantic_from({**plan.choices, **more_choices}, changes)
-    except NeedsHydra:
-        return semantic_of(overrides_of(spec, extra))
+    return semantic_of([*plan_of(spec).overrides(), *extra])
 
 
 def compose_overrides(overrides: Sequence[str]) -> str:
@@ -268,14 +251,14 @@ def compose_overrides(overrides: Sequence[str]) -> str:
 
 
 def hash_of(spec: str | Sequence[str], extra: Sequence[str] = ()) -> str:
-    """The config hash of a name or of overrides (fast: no Hydra composition where exact)."""
+    """The config hash of a name or of overrides (fast: one cached composition per choice set)."""
     return hash_semantic(semantic(spec, extra))
 
 
 def decode(name: str, seed: int | None = None) -> tuple[str, str]:
     """(canonical name, config hash) of a name, e.g. a notes name, with ``seed`` (the config's by default).
 
-    The importer's fast path: no Hydra composition (the 96 notes names take about a second).
+    The importer's fast path: one cached Hydra composition per choice set, not per name.
     """
     data = semantic(name, [f"{SEED_KEY}={seed}"] if seed is not None else [])
     return compose_semantic(data, plan_of(name).annotations), hash_semantic(data)
@@ -403,7 +386,7 @@ def _setting(key: str, value: Any) -> str:
               V2_PREFIX: "old deeplabv2 prefix (CamVid ResNet: train -> val)"}
     if key in labels:
         return labels[key] if value is True else f"{labels[key]} {value}"
-    return f"{key}={_hydra_value(value)}"
+    return f"{key}={hydra_value(value)}"
 
 
 __all__ = ["KEY_SEPARATOR", "compose", "compose_semantic", "canonical", "decode", "explain", "hash_of",

@@ -1,12 +1,13 @@
-"""Run configs for the codec: Hydra's composition, an exact Hydra-free one, the hash, the backbones.
+"""Run configs for the codec: one composition path (Hydra's), the hash, the backbones.
 
-``compose_config`` is Hydra's composition (the config a run gets). The codec itself only needs the
-*semantic* part of a config (what enters the hash), and Hydra takes ~0.3 s a composition, so
-``semantic_of`` builds it straight from the conf/ YAML files with OmegaConf: the same files, the
-same merge order (group defaults, then ``_self_``), the same override grammar (Hydra's own parser).
-It covers group choices and ``key=value`` / ``+key=value`` / ``++key=value`` overrides of the hashed
-groups; anything else (``hydra.*``, other groups, deletions, sweeps) goes through Hydra. The tests
-check it against Hydra on random override sets.
+``compose_config`` is Hydra's composition (the config a run gets). The codec needs the *semantic*
+part of many configs (what enters the hash), and Hydra takes ~0.3 s a composition, so
+``semantic_of`` composes with Hydra once per *choice set* (the overrides that change what Hydra
+composes: group choices, other groups, ``hydra.*``) and applies the value overrides to a copy with
+Hydra's own ``ConfigLoaderImpl._apply_overrides_to_config``, as a composition does after its defaults
+list. Each choice set's composed tree is cached in memory and on disk (``$SEGSWEEP_CACHE_DIR`` or
+``~/.cache/segsweep``, keyed by a digest of conf/ and Hydra's version), so a process that reads names
+(``python -m sweeper.naming``, the results) composes only what no process composed before.
 
 DenseNet backbones are one generic config: ``backbone=dense{L}k{K}`` is ``_densenet.yaml`` with the
 blocks of ``DENSE_LAYOUTS[L]`` and growth K, one generated file ``conf/backbone/dense{L}k{K}.yaml`` for
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterator, Sequence
 from functools import cache, lru_cache
@@ -24,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from data.registry import DECLARATION_KEYS
 from models.families import CONF_DIR
@@ -54,10 +55,6 @@ UNHASHED_NESTED_KEYS = (("dataset", "root"), ("train", "base_lr"),  # base_lr on
 LOCATION_KEYS = (("init_path",), ("dataset", "list_dir"))
 #: The one hashed key that a name leaves out: runs that differ only by seed repeat one table cell.
 SEED_KEY = "seed"
-
-
-class NeedsHydra(Exception):
-    """An override the Hydra-free composition does not cover."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -111,26 +108,6 @@ def write_backbones(folder: Path | None = None) -> list[str]:
     return sorted([*write, *(p.name for p in remove)])
 
 
-def _raw_option(group: str, option: str) -> dict:
-    path = CONF_DIR / group / f"{option}.yaml"
-    if "/" not in option and path.is_file():
-        if "# @package" in path.read_text():
-            raise NeedsHydra  # an option placed elsewhere in the config: Hydra places it
-        return dict(_load(f"{group}/{option}.yaml"))
-    raise BadNameError(f"no {group} option {option!r}: choose one of {', '.join(group_options(group))}")
-
-
-@cache
-def _option(group: str, option: str) -> dict:
-    """A group option merged with the options its defaults list names (``_self_`` last unless placed)."""
-    raw = _raw_option(group, option)
-    defaults = raw.pop("defaults", [])
-    if "_self_" not in defaults:
-        defaults = [*defaults, "_self_"]
-    parts = [raw if entry == "_self_" else _option(group, entry) for entry in defaults if isinstance(entry, str)]
-    return OmegaConf.to_container(OmegaConf.merge(*parts), resolve=False)  # type: ignore[return-value]
-
-
 def group_options(group: str) -> list[str]:
     """The options of a group (files without ``_``, plus the generic DenseNet names for ``backbone``)."""
     files = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
@@ -162,26 +139,24 @@ def hashed_groups() -> tuple[str, ...]:
 
 
 def option_values(group: str, option: str) -> dict:
-    """The (unresolved) values of one group option, e.g. a train recipe's ``base_lr``."""
-    return _option(group, option)
+    """The (unresolved) values of one group option as Hydra composes it, e.g. a train recipe's ``base_lr``."""
+    if not (CONF_DIR / group / f"{option}.yaml").is_file():
+        raise BadNameError(f"no {group} option {option!r}: choose one of {', '.join(group_options(group))}")
+    return composed((f"{group}={option}",))[group]
 
 
 @lru_cache(maxsize=1)
 def known_keys() -> dict[str, bool]:
-    """Every hashed leaf key of the conf tree (over all options) -> whether it holds a list."""
+    """Every hashed leaf key of the conf tree (over all options, as Hydra composes each) -> whether it
+    holds a list. The generated DenseNet options are skipped: they hold the keys of ``_densenet``."""
     keys: dict[str, bool] = {}
-    top = {k: v for k, v in _load("sweep.yaml").items() if k not in ("defaults", "hydra")}
-    sources: list[tuple[str, dict]] = [("", top)]
+    trees = [composed(())]
     for group in hashed_groups():
         for option in sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")):
-            if group == "backbone" and DENSE_OPTION.fullmatch(option):
-                continue  # a generated DenseNet option: the keys of _densenet.yaml
-            try:
-                sources.append((group, _option(group, option)))
-            except NeedsHydra:
-                continue  # an @package option: its keys land elsewhere
-    for prefix, node in sources:
-        for key, value in _leaves(node, prefix):
+            if not (group == "backbone" and DENSE_OPTION.fullmatch(option)):
+                trees.append(composed((f"{group}={option}",)))
+    for tree in trees:
+        for key, value in _leaves(tree):
             keys[key] = keys.get(key, False) or isinstance(value, list)
     dropped = [*UNHASHED_KEYS, SEED_KEY, *(".".join(k) for k in (*UNHASHED_NESTED_KEYS, *LOCATION_KEYS))]
     return {key: is_list for key, is_list in keys.items()
@@ -265,33 +240,39 @@ def config_hash(cfg: DictConfig) -> str:
 Change = tuple[str, str, Any]  # (kind: set | add | force, dotted key, value)
 
 
+def hydra_value(value: Any) -> str:
+    """A value in Hydra's override grammar."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
 def semantic_of(overrides: Sequence[str]) -> dict:
-    """The semantic config of ``overrides``: Hydra-free where that is exact, else Hydra's."""
-    try:
-        choices, changes = parse_overrides(tuple(overrides))
-        return semantic_from(choices, changes)
-    except NeedsHydra:
-        return semantic_config(compose_config(overrides))
+    """The semantic config of ``overrides``: the composed tree of their choice set, then their values."""
+    groups, values = split_overrides(tuple(overrides))
+    return json.loads(_semantic_json(groups, values))
 
 
 def semantic_from(choices: dict[str, str], changes: Sequence[Change]) -> dict:
-    """The semantic config of group choices (over sweep.yaml's defaults) and value changes.
-
-    Raises NeedsHydra where only Hydra can tell (a deleted key, another group, ...).
-    """
-    key = json.dumps([sorted(choices.items()), list(changes)], default=repr)
-    return json.loads(_semantic_json(key))
+    """The semantic config of group choices (over sweep.yaml's defaults) and value changes."""
+    prefix = {"set": "", "add": "+", "force": "++"}
+    return semantic_of([*(f"{g}={o}" for g, o in choices.items()),
+                        *(f"{prefix[kind]}{key}={hydra_value(value)}" for kind, key, value in changes)])
 
 
 @lru_cache(maxsize=4096)
-def _semantic_json(key: str) -> str:
-    choice_items, changes = json.loads(key)
-    choices = {**default_choices(), **dict(choice_items)}
-    try:
-        data = _plain_build(choices, [tuple(c) for c in changes])
-    except _NeedsOmegaConf:
-        data = _build(choices, [tuple(c) for c in changes])
-    return json.dumps(data)
+def _semantic_json(groups: tuple[str, ...], values: tuple[str, ...]) -> str:
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    cfg = OmegaConf.create(composed(groups))
+    OmegaConf.set_struct(cfg, True)  # as Hydra's composition, before it applies the overrides
+    if values:
+        ConfigLoaderImpl._apply_overrides_to_config(_override_parser().parse_overrides(list(values)), cfg)
+    return json.dumps(semantic_config(cfg))
 
 
 @lru_cache(maxsize=256)
@@ -302,32 +283,65 @@ def _override_parser() -> Any:
 
 
 @lru_cache(maxsize=1024)
-def parse_overrides(overrides: tuple[str, ...]) -> tuple[dict[str, str], tuple[Change, ...]]:
-    """Group choices and value changes of command-line overrides (Hydra's grammar)."""
-    if not overrides:
-        return {}, ()
-    try:
-        parsed = _override_parser().parse_overrides(list(overrides))
-    except Exception as error:  # Hydra's grammar error: let Hydra word it
-        raise NeedsHydra from error
-    choices: dict[str, str] = {}
-    changes: list[Change] = []
-    defaults = default_choices()
-    for override in parsed:
-        if override.is_sweep_override() or override.package is not None or override.is_delete():
-            raise NeedsHydra
+def split_overrides(overrides: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the choice set: overrides that change what Hydra composes, the value overrides) of command-line
+    overrides in Hydra's grammar; bookkeeping values (tracking.*, launcher.*, name, ...) are left out."""
+    groups: dict[str, str] = {}
+    other: list[str] = []
+    values: list[str] = []
+    for override in _override_parser().parse_overrides(list(overrides)) if overrides else []:
         key = override.key_or_group
         top = key.split(".")[0]
-        if key in defaults and override.type.name == "CHANGE":
-            choices[key] = str(override.value())
-        elif top == "hydra" or (CONF_DIR / top).is_dir() and top not in defaults:
-            raise NeedsHydra  # another group (`+search=...`) or Hydra's own settings
-        elif top in UNHASHED_KEYS:
-            continue  # bookkeeping (tracking.*, launcher.*, name, force, ...): not in the semantic config
-        else:
-            changes.append(("add" if override.is_add() else "force" if override.is_force_add() else "set",
-                            key, override.value()))
-    return choices, tuple(changes)
+        line = str(override.input_line)
+        if override.is_sweep_override() or override.package is not None or top == "hydra" \
+                or (CONF_DIR / key).is_dir():
+            simple = (CONF_DIR / key).is_dir() and override.type.name == "CHANGE" and line.startswith(f"{key}=")
+            if simple and not override.is_sweep_override() and override.package is None:
+                groups[key] = str(override.value())
+            else:
+                other.append(line)  # Hydra words the errors (a sweep, a deletion) when it composes
+        elif top not in UNHASHED_KEYS:
+            values.append(line)
+    choices = {g: o for g, o in groups.items() if default_choices().get(g) != o}
+    return (*sorted(f"{g}={o}" for g, o in choices.items()), *other), tuple(values)
+
+
+def composed(groups: tuple[str, ...]) -> dict:
+    """The unresolved tree (no ``hydra`` node) that Hydra composes for a choice set (cached, a copy)."""
+    return json.loads(_composed_json(groups))
+
+
+@lru_cache(maxsize=256)
+def _composed_json(groups: tuple[str, ...]) -> str:
+    file = _cache_root() / _tree_digest() / f"{hashlib.sha256(json.dumps(groups).encode()).hexdigest()[:24]}.json"
+    try:
+        return file.read_text()
+    except OSError:
+        pass
+    text = json.dumps(OmegaConf.to_container(compose_config(groups), resolve=False))
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, file)
+    except OSError:
+        pass  # a read-only home: composed again next time
+    return text
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("SEGSWEEP_CACHE_DIR") or Path.home() / ".cache" / "segsweep") / "compose"
+
+
+@lru_cache(maxsize=1)
+def _tree_digest() -> str:
+    """What decides a composition: every file of conf/ and Hydra's version."""
+    from hydra import __version__
+
+    h = hashlib.sha256(f"{__version__}\0{CONF_DIR}".encode())
+    for path in sorted(CONF_DIR.rglob("*.yaml")):
+        h.update(str(path.relative_to(CONF_DIR)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def annotations_value(override: str) -> list:
@@ -336,87 +350,3 @@ def annotations_value(override: str) -> list:
     if not isinstance(value, list):
         raise BadNameError(f"{override!r}: annotations is a list, e.g. annotations=[2ndtime]")
     return value
-
-
-class _NeedsOmegaConf(Exception):
-    """A value the plain-dict build does not resolve (an interpolation other than ``${key}``)."""
-
-
-_REFERENCE = re.compile(r"\$\{([\w.]+)\}")
-
-
-def _tree(choices: dict[str, str]) -> dict:
-    for group in set(choices) - set(hashed_groups()):  # tracking, launcher: unhashed, but must exist
-        if not (CONF_DIR / group / f"{choices[group]}.yaml").is_file():
-            raise NeedsHydra
-    tree = {group: _option(group, choices[group]) for group in hashed_groups()}
-    tree.update({k: v for k, v in _load("sweep.yaml").items() if k not in ("defaults", "hydra")})
-    return tree
-
-
-def _plain_build(choices: dict[str, str], changes: list[Change]) -> dict:
-    """The semantic config with plain dicts: overrides as Hydra applies them, ``${key}`` resolved."""
-    tree = json.loads(json.dumps(_tree(choices)))
-    for kind, key, value in changes:
-        _plain_apply(tree, kind, key, value)
-    data = semantic_config(tree)
-    return _resolve(data, tree, 0)  # references may point at unhashed keys (lr: ${train.base_lr})
-
-
-def _plain_apply(tree: dict, kind: str, key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    node = tree
-    for part in parents:
-        if not isinstance(node.get(part), dict):
-            raise _NeedsOmegaConf
-        node = node[part]
-    exists = leaf in node
-    if kind == "set" and not exists or kind == "add" and node.get(leaf) is not None \
-            and not isinstance(value, dict | list) or isinstance(value, dict) or isinstance(node.get(leaf), dict):
-        raise _NeedsOmegaConf  # errors, and dict merges: OmegaConf words and merges them
-    if isinstance(value, str) and "${" in value:
-        raise _NeedsOmegaConf
-    node[leaf] = value
-
-
-def _resolve(node: Any, root: dict, depth: int) -> Any:
-    if depth > 20:
-        raise _NeedsOmegaConf
-    if isinstance(node, dict):
-        return {k: _resolve(v, root, depth) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve(v, root, depth) for v in node]
-    if isinstance(node, str) and "${" in node:
-        match = _REFERENCE.fullmatch(node)
-        if not match:
-            raise _NeedsOmegaConf
-        target: Any = root
-        for part in match[1].split("."):
-            if not isinstance(target, dict) or part not in target:
-                raise _NeedsOmegaConf
-            target = target[part]
-        return _resolve(target, root, depth + 1)
-    return node
-
-
-def _build(choices: dict[str, str], changes: list[Change]) -> dict:
-    """The semantic config through OmegaConf (interpolations of every kind, dict merges, its errors)."""
-    cfg = OmegaConf.create(_tree(choices))
-    OmegaConf.set_struct(cfg, True)
-    try:
-        for kind, key, value in changes:
-            _apply(cfg, kind, key, value)
-        return semantic_config(cfg)
-    except OmegaConfBaseException as error:
-        raise NeedsHydra from error
-
-
-def _apply(cfg: DictConfig, kind: str, key: str, value: Any) -> None:
-    """One override as Hydra's ConfigLoaderImpl applies it."""
-    if kind == "set":
-        OmegaConf.update(cfg, key, value, merge=True)
-    elif kind == "force" or OmegaConf.select(cfg, key, throw_on_missing=False) is None \
-            or isinstance(value, dict | list):
-        OmegaConf.update(cfg, key, value, merge=True, force_add=True)
-    else:
-        raise NeedsHydra
