@@ -266,6 +266,14 @@ def semantic_from(choices: dict[str, str], changes: Sequence[Change]) -> dict:
 
 @lru_cache(maxsize=4096)
 def _semantic_json(groups: tuple[str, ...], values: tuple[str, ...]) -> str:
+    """The semantic config of a choice set and value overrides (kept on disk too: it depends on conf/
+    alone, the resolvers of conf/ reading the environment only for unhashed keys; a value override that
+    interpolates is never kept)."""
+    kept = not any("${" in value for value in values)
+    return _disk_cached(("semantic", groups, values), lambda: _semantic_text(groups, values), kept)
+
+
+def _semantic_text(groups: tuple[str, ...], values: tuple[str, ...]) -> str:
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
     cfg = OmegaConf.create(composed(groups))
@@ -313,19 +321,27 @@ def composed(groups: tuple[str, ...]) -> dict:
 
 @lru_cache(maxsize=256)
 def _composed_json(groups: tuple[str, ...]) -> str:
-    file = _cache_root() / _tree_digest() / f"{hashlib.sha256(json.dumps(groups).encode()).hexdigest()[:24]}.json"
+    return _disk_cached(("composed", groups), lambda: json.dumps(
+        OmegaConf.to_container(compose_config(groups), resolve=False)))
+
+
+def _disk_cached(key: tuple, make: Any, kept: bool = True) -> str:
+    """``make()``'s text, kept under the cache dir by ``key`` and the digest of conf/."""
+    if not kept:
+        return make()
+    file = _cache_root() / _tree_digest() / f"{hashlib.sha256(json.dumps(key).encode()).hexdigest()[:24]}.json"
     try:
         return file.read_text()
     except OSError:
         pass
-    text = json.dumps(OmegaConf.to_container(compose_config(groups), resolve=False))
+    text = make()
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(text)
         os.replace(tmp, file)
     except OSError:
-        pass  # a read-only home: composed again next time
+        pass  # a read-only home: made again next time
     return text
 
 
