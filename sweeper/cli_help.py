@@ -47,7 +47,7 @@ def format_groups(conf_dir: Path = CONF_DIR) -> str:
 def skip_hydras_group_listing() -> None:
     """Hydra's ``--help`` lists every group's options for ``$APP_CONFIG_GROUPS`` and
     ``$HYDRA_CONFIG_GROUPS`` even when the template uses neither (segsweep's does not), at about a
-    second per group with the ~400 registered backbones: make that listing empty for ``--help``."""
+    second per group with the ~400 generated backbone files: make that listing empty for ``--help``."""
     from hydra._internal.hydra import Hydra
 
     Hydra.format_config_groups = lambda self, predicate, compact=True: ""  # type: ignore[method-assign]
