@@ -351,13 +351,25 @@ def _cache_root() -> Path:
 
 @lru_cache(maxsize=1)
 def _tree_digest() -> str:
-    """What decides a composition: every file of conf/ and Hydra's version."""
+    """What decides a composition: every file of conf/ (its path, size and modification time, so an
+    edit or a checkout changes it without reading ~400 files) and Hydra's version."""
     from hydra import __version__
 
     h = hashlib.sha256(f"{__version__}\0{CONF_DIR}".encode())
-    for path in sorted(CONF_DIR.rglob("*.yaml")):
-        h.update(str(path.relative_to(CONF_DIR)).encode() + b"\0" + path.read_bytes())
+    for entry in sorted(_yaml_files(CONF_DIR)):
+        h.update(entry.encode())
     return h.hexdigest()[:16]
+
+
+def _yaml_files(folder: Path) -> Iterator[str]:
+    """``path size mtime_ns`` of every yaml file below ``folder`` (os.scandir: one stat each)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                yield from _yaml_files(Path(entry.path))
+            elif entry.name.endswith(".yaml"):
+                stat = entry.stat()
+                yield f"{entry.path}\0{stat.st_size}\0{stat.st_mtime_ns}"
 
 
 def annotations_value(override: str) -> list:
