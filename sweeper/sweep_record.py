@@ -109,6 +109,19 @@ def parent_metrics(jobs: Sequence[JobRow], skipped: int | None = None) -> dict[s
     return metrics
 
 
+def clip(text: str, width: int) -> str:
+    """The first line of ``text``, cut at a word boundary to at most ``width`` characters with " …"
+    (a first word longer than that is kept whole: never cut mid-word)."""
+    lines = text.strip().splitlines()
+    line = lines[0].rstrip() if lines else ""
+    if len(line) <= width:
+        return line
+    cut = line.rfind(" ", 0, width - 1)
+    if cut <= 0:
+        cut = line.find(" ")
+    return line if cut <= 0 else line[:cut].rstrip() + " …"
+
+
 def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
@@ -135,7 +148,7 @@ def summary_markdown(title: str, jobs: Sequence[JobRow], skipped: int | None = N
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, j in enumerate(jobs):
         row = [str(i), f"`{j.name}`", j.seed, j.status, *(_num(getattr(j, s)) for s in splits), j.run_id[:8],
-               j.error.splitlines()[0][:120] if j.error else ""]
+               clip(j.error, 120)]
         lines.append("| " + " | ".join(_cell(x) for x in row) + " |")
     return "\n".join(lines)
 

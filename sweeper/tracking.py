@@ -264,9 +264,8 @@ def heartbeat(client: MlflowClient, run_id: str, metrics: Iterable[Metric] = (),
         client.log_batch(run_id, metrics=list(metrics), tags=[*tags, RunTag(HEARTBEAT_TAG, beat())])
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # this process is not running it: whoever did is gone
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is alive (not gone, not a zombie)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -277,6 +276,12 @@ def _pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process is not running it: whoever did is gone
+    return pid_alive(pid)
 
 
 def is_alive(run: Any, stale_after_s: float = 180.0) -> bool:
