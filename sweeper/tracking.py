@@ -272,10 +272,17 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a zombie (killed, not yet reaped) is gone too
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return not zombie(pid)
+
+
+def zombie(pid: int) -> bool:
+    """Whether every thread of process ``pid`` has exited (a zombie: killed, not yet reaped). Its main
+    thread alone reads "Z" while other threads still finish its exit, holding its files and locks."""
+    try:
+        states = [p.read_text().rsplit(")", 1)[1].split()[0] for p in Path(f"/proc/{pid}/task").glob("*/stat")]
     except (OSError, IndexError):
-        return True
+        return False
+    return bool(states) and all(state in ("Z", "X") for state in states)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 
@@ -17,17 +16,11 @@ from mlflow.tracking import MlflowClient
 from sweeper import naming, status, sweep_record, tracking
 from sweeper.sweep_record import JobRow
 from sweeper.task import Outcome, decide, observe, prepare
+from tests.checks import duplicate_rows
 from tests.conftest import FAST
 
 HOST = os.uname().nodename
 DEAD_PID = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # no process can have it
-
-
-def duplicate_rows(uri: str) -> list[tuple]:
-    """(run_uuid, key, step, count) of every (run, key, step) the store holds more than once."""
-    with sqlite3.connect(uri.removeprefix("sqlite:///")) as db:
-        return db.execute("SELECT run_uuid, key, step, COUNT(*) FROM metrics GROUP BY run_uuid, key, step "
-                          "HAVING COUNT(*) > 1").fetchall()
 
 
 @pytest.fixture()
