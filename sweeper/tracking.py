@@ -452,11 +452,20 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float |
     """The finite numbers of ``metrics`` at ``step`` (None, NaN and inf are left out), with ``tags``, in
     one write; full precision (rounding is for what is displayed)."""
     now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()
-             if isinstance(v, int | float) and math.isfinite(float(v))]
+    batch = [Metric(k, number, now, int(step)) for k, v in metrics.items()
+             if (number := _finite(v)) is not None]
     labels = [RunTag(k, str(v)) for k, v in dict(tags).items()]
     if batch or labels:
         client.log_batch(run_id, metrics=batch, tags=labels)
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float (numpy scalars too), else None (None, NaN, inf, text)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def log_artifact(client: MlflowClient, run_id: str, path: str | os.PathLike[str]) -> None:
