@@ -136,14 +136,14 @@ def open_parents(config: DictConfig, cells: Sequence[Mapping[str, Any]], sweep_d
         client = tracking.client_for(cell["uri"])
         found = client.search_runs([cell["experiment_id"]], filter_string=(
             f"tags.`{KIND_TAG}` = 'sweep' and tags.`{tracking.TAG}sweep_id` = '{sid}'"), max_results=1)
+        where = {tracking.TAG + "sweep_dir": str(sweep_dir)}
         if found:
             run_id = found[0].info.run_id
-            client.update_run(run_id, status="RUNNING")
+            tracking.reopen_run(client, run_id, where)
         else:
-            run_id = client.create_run(cell["experiment_id"], run_name=name, tags={
+            run_id = tracking.open_parent_run(client, cell["experiment_id"], {
                 KIND_TAG: "sweep", tracking.TAG + "sweep_id": sid, tracking.TAG + "sweep": name,
-                "mlflow.runName": name}).info.run_id
-        tracking.set_tags(client, run_id, {tracking.TAG + "sweep_dir": str(sweep_dir)})
+                "mlflow.runName": name, **where}, name)
         sweep_record.record_start(client, run_id, sweep_overrides(config), name, sweep_record.cells_of(cells, cell))
         parents[f"{cell['uri']}|{cell['experiment']}"] = run_id
     os.environ[PARENTS_ENV] = json.dumps(parents)
@@ -182,7 +182,7 @@ def close_parents(parents: Mapping[str, str], returns: Sequence[JobReturn], inte
     sweep_record.close_record(parents, [str(result(r).get("status")) for r in returns])  # counts, summary
     for key, run_id in parents.items():
         try:
-            tracking.client_for(key.split("|", 1)[0]).set_terminated(run_id, status)
+            tracking.close_run(tracking.client_for(key.split("|", 1)[0]), run_id, status)
         except Exception as error:  # noqa: BLE001 - the jobs' own runs are what matters
             log.warning("could not close the sweep's parent run %s: %s", run_id, error)
 

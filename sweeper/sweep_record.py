@@ -5,22 +5,25 @@
   names the swept keys;
 - metrics: ``jobs_total``, ``jobs_finished``, ``jobs_failed``, ``jobs_running``, ``jobs_pending`` (and
   ``jobs_skipped`` at the end: cells a re-run found already finished), ``best_final_val_mIoU`` /
-  ``best_final_test_mIoU``; the step is the number of jobs that have ended, so the chart shows progress;
+  ``best_final_test_mIoU`` (full precision); the step is the number of jobs that have ended, or one past
+  the last record's when that is more (a re-run, the closing record): it only grows, so each counter
+  charts as a curve and no (run, key, step) is written twice;
 - description (``mlflow.note.content``): the summary table (markdown), rewritten as jobs end;
 - tag ``segsweep.command``: the command line.
 
-The pure functions build these from :class:`JobState` rows; ``record_start``/``refresh`` write them.
+The pure functions build these from :class:`JobRow` rows; ``record_start``/``refresh`` write them (through ``sweeper.tracking``).
 A search's parent gets the same description and counts from its trial runs (``refresh_from_children``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import shlex
 import sys
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,11 +41,14 @@ COMMAND_TAG = "segsweep.command"
 NOTE_TAG = "mlflow.note.content"
 SPLITS = ("val", "test")
 ENDED = ("FINISHED", "FAILED", "KILLED")
+STEP_KEY = "jobs_total"  # every record writes it: its last step is the record's
+RECORD_LOCK = ".record.lock"  # in the sweep dir: one record written at a time (parallel jobs end together)
 
 
 @dataclass(frozen=True)
-class JobState:
-    """One job (cell or trial) of a sweep as its newest MLflow run tells it (PENDING: no run yet)."""
+class JobRow:
+    """One job (cell or trial) of a sweep, a row of its parent's record, as its newest MLflow run tells
+    it (PENDING: no run yet)."""
 
     name: str
     seed: str = ""
@@ -51,6 +57,9 @@ class JobState:
     val: float | None = None  # final_val_mIoU
     test: float | None = None  # final_test_mIoU
     error: str = ""
+
+
+JobState = JobRow  # the old name, until tests/test_results_views.py imports JobRow (the lead removes it)
 
 
 # --------------------------------------------------------------------------- pure decisions
@@ -74,7 +83,7 @@ def parent_params(overrides: Sequence[str]) -> dict[str, str]:
     return {**fixed, **axes, "sweep.axes": ",".join(axes) or "(none)"}
 
 
-def counts(jobs: Sequence[JobState], skipped: int | None = None) -> dict[str, int]:
+def counts(jobs: Sequence[JobRow], skipped: int | None = None) -> dict[str, int]:
     """Jobs per state (``jobs_*``); ``jobs_skipped`` only when the launcher told it (at the end)."""
     out = {"jobs_total": len(jobs)}
     for state in ("FINISHED", "FAILED", "KILLED", "RUNNING", "PENDING"):
@@ -84,20 +93,33 @@ def counts(jobs: Sequence[JobState], skipped: int | None = None) -> dict[str, in
     return out
 
 
-def best(jobs: Sequence[JobState], split: str) -> JobState | None:
+def best(jobs: Sequence[JobRow], split: str) -> JobRow | None:
     """The FINISHED job with the best final mIoU on ``split`` (None when none has one)."""
     done = [j for j in jobs if j.status == "FINISHED" and getattr(j, split) is not None]
     return max(done, key=lambda j: getattr(j, split)) if done else None
 
 
-def parent_metrics(jobs: Sequence[JobState], skipped: int | None = None) -> dict[str, float]:
+def parent_metrics(jobs: Sequence[JobRow], skipped: int | None = None) -> dict[str, float]:
     """Counts and ``best_final_<split>_mIoU`` of each split some job reported."""
     metrics: dict[str, float] = {k: float(v) for k, v in counts(jobs, skipped).items()}
     for split in SPLITS:
         top = best(jobs, split)
         if top is not None:
-            metrics[f"best_final_{split}_mIoU"] = round(float(getattr(top, split)), 2)  # as the tables show it
+            metrics[f"best_final_{split}_mIoU"] = float(getattr(top, split))  # full precision: shown rounded
     return metrics
+
+
+def clip(text: str, width: int) -> str:
+    """The first line of ``text``, cut at a word boundary to at most ``width`` characters with " …"
+    (a first word longer than that is kept whole: never cut mid-word)."""
+    lines = text.strip().splitlines()
+    line = lines[0].rstrip() if lines else ""
+    if len(line) <= width:
+        return line
+    cut = line.rfind(" ", 0, width - 1)
+    if cut <= 0:
+        cut = line.find(" ")
+    return line if cut <= 0 else line[:cut].rstrip() + " …"
 
 
 def _num(value: float | None) -> str:
@@ -108,7 +130,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def summary_markdown(title: str, jobs: Sequence[JobState], skipped: int | None = None) -> str:
+def summary_markdown(title: str, jobs: Sequence[JobRow], skipped: int | None = None) -> str:
     """The parent's description: a line of counts and the best result, then one table row per job."""
     c = counts(jobs, skipped)
     ended = sum(c[f"jobs_{s.lower()}"] for s in ENDED)
@@ -126,15 +148,15 @@ def summary_markdown(title: str, jobs: Sequence[JobState], skipped: int | None =
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, j in enumerate(jobs):
         row = [str(i), f"`{j.name}`", j.seed, j.status, *(_num(getattr(j, s)) for s in splits), j.run_id[:8],
-               j.error.splitlines()[0][:120] if j.error else ""]
+               clip(j.error, 120)]
         lines.append("| " + " | ".join(_cell(x) for x in row) + " |")
     return "\n".join(lines)
 
 
-def job_state(run: Any, name: str = "") -> JobState:
-    """The JobState of an MLflow run (a ``Run`` entity)."""
+def job_row(run: Any, name: str = "") -> JobRow:
+    """The JobRow of an MLflow run (a ``Run`` entity)."""
     m, t = run.data.metrics, run.data.tags
-    return JobState(name=t.get("segsweep.name") or name or run.info.run_name or "", seed=t.get("segsweep.seed", ""),
+    return JobRow(name=t.get("segsweep.name") or name or run.info.run_name or "", seed=t.get("segsweep.seed", ""),
                     status=run.info.status, run_id=run.info.run_id, val=m.get("final_val_mIoU"),
                     test=m.get("final_test_mIoU"), error=t.get("segsweep.error", ""))
 
@@ -163,52 +185,57 @@ def record_start(client: MlflowClient, run_id: str, overrides: Sequence[str], ti
     """Axes and fixed overrides as params (those not logged yet: a re-run re-opens the same parent with
     the same command), the command line as a tag, and the first summary (every job pending or as its
     newest run left it). Never raises: the sweep runs without its record rather than not at all."""
-    try:
-        have = client.get_run(run_id).data.params
-        from mlflow.entities import Param, RunTag
+    from sweeper import tracking
 
-        params = [Param(k, v[:6000]) for k, v in parent_params(overrides).items() if k not in have]
-        for start in range(0, len(params), 100):
-            client.log_batch(run_id, params=params[start:start + 100])
-        client.log_batch(run_id, tags=[RunTag(COMMAND_TAG, command_line(argv)[:5000])])
+    try:
+        tracking.log_new_params(client, run_id, parent_params(overrides))
+        tracking.set_tags(client, run_id, {COMMAND_TAG: command_line(argv)[:5000]})
         refresh(client, run_id, title, cells)
     except Exception as error:  # noqa: BLE001 - see above
         log.warning("could not record the sweep on its parent run %s: %s", run_id, error)
 
 
-def write_summary(client: MlflowClient, run_id: str, title: str, jobs: Sequence[JobState],
+def record_step(client: MlflowClient, run_id: str, jobs: Sequence[JobRow]) -> int:
+    """The step of the next record: the jobs ended so far, or one past the last step written when that
+    is more (a re-run, the closing record). It only grows, so the counters chart as curves and no
+    (run, key, step) is written twice."""
+    from sweeper import tracking
+
+    return max(sum(j.status in ENDED for j in jobs), tracking.next_step(client, run_id, STEP_KEY))
+
+
+def write_summary(client: MlflowClient, run_id: str, title: str, jobs: Sequence[JobRow],
                   skipped: int | None = None) -> None:
-    """Metrics (step: jobs ended so far) and the description of the parent run, in one write."""
-    from mlflow.entities import Metric, RunTag
+    """Metrics (at :func:`record_step`) and the description of the parent run, in one write."""
+    from sweeper import tracking
 
-    now, step = int(time.time() * 1000), sum(j.status in ENDED for j in jobs)
-    metrics = [Metric(k, v, now, step) for k, v in parent_metrics(jobs, skipped).items()]
-    client.log_batch(run_id, metrics=metrics, tags=[RunTag(NOTE_TAG, summary_markdown(title, jobs, skipped)[:60000])])
+    tracking.log_metrics(client, run_id, parent_metrics(jobs, skipped), record_step(client, run_id, jobs),
+                         tags={NOTE_TAG: summary_markdown(title, jobs, skipped)[:60000]})
 
 
-def cell_states(client: MlflowClient, cells: Iterable[Mapping[str, Any]]) -> list[JobState]:
+def cell_rows(client: MlflowClient, cells: Iterable[Mapping[str, Any]]) -> list[JobRow]:
     """Each manifest cell's newest run (by its run key), PENDING when it has none yet."""
     from sweeper import tracking
 
-    states = []
+    rows = []
     for cell in cells:
         runs = tracking.find_runs(client, cell["experiment_id"], cell["run_key"]) if cell.get("run_key") else []
-        states.append(job_state(runs[0], cell.get("name", "")) if runs else
-                      JobState(name=cell.get("name", "(unresolved)"), seed=str(cell.get("seed", ""))))
-    return states
+        rows.append(job_row(runs[0], cell.get("name", "")) if runs else
+                    JobRow(name=cell.get("name", "(unresolved)"), seed=str(cell.get("seed", ""))))
+    return rows
 
 
 def refresh(client: MlflowClient, run_id: str, title: str, cells: Sequence[Mapping[str, Any]],
             skipped: int | None = None) -> None:
     """Rewrite a sweep parent's counts, best results and summary table from its cells' runs."""
-    write_summary(client, run_id, title, cell_states(client, cells), skipped)
+    write_summary(client, run_id, title, cell_rows(client, cells), skipped)
 
 
 def refresh_from_children(client: MlflowClient, experiment_id: str, run_id: str, title: str) -> None:
     """The same record for a search's parent, from its child (trial) runs in start order."""
     kids = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'",
                               order_by=["attributes.start_time ASC"], max_results=10000)
-    write_summary(client, run_id, title, [job_state(r) for r in kids])
+    write_summary(client, run_id, title, [job_row(r) for r in kids])
 
 
 def refresh_parents(parents: Mapping[str, str], cells: Sequence[Mapping[str, Any]], title: str,
@@ -232,8 +259,25 @@ def refresh_from_manifest(sweep_dir: Path, statuses: Sequence[str] | None = None
     if not path.is_file():
         return False
     data = json.loads(path.read_text())
-    refresh_parents(data.get("parents", {}), data.get("cells", []), data.get("sweep", "sweep"), statuses)
+    with record_lock(Path(sweep_dir)):
+        refresh_parents(data.get("parents", {}), data.get("cells", []), data.get("sweep", "sweep"), statuses)
     return True
+
+
+@contextlib.contextmanager
+def record_lock(sweep_dir: Path) -> Iterator[None]:
+    """Hold ``<sweep dir>/.record.lock`` while a record is read and written: jobs that end at once (a
+    pool's workers, SLURM tasks) write one after the other, each at its own step. Without a usable
+    file system lock the record is written unlocked (it never stops a sweep)."""
+    try:
+        handle = (sweep_dir / RECORD_LOCK).open("a+")
+    except OSError:
+        yield
+        return
+    with handle:
+        with contextlib.suppress(OSError):
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def close_record(parents: Mapping[str, str], statuses: Sequence[str]) -> None:

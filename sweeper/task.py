@@ -128,8 +128,8 @@ class Outcome(enum.Enum):
 
 
 @dataclass(frozen=True)
-class JobState:
-    """The facts the decision reads: the newest run of the run key and what is on disk."""
+class KeyState:
+    """The facts about one run key that :func:`decide` reads: its newest run and what is on disk."""
 
     previous: str | None  # MLflow status of the newest run of the key; None when there is none
     heartbeat_alive: bool = False  # a RUNNING previous run's process is alive
@@ -138,7 +138,7 @@ class JobState:
     claimed_elsewhere: bool = False  # another process holds the run key's claim
 
 
-def decide(state: JobState) -> Outcome:
+def decide(state: KeyState) -> Outcome:
     """The job policy. A live run is never disturbed (not even by ``force``); FINISHED is skipped
     unless forced; an unfinished run resumes from its checkpoint unless forced; a RUNNING run whose
     process is gone is taken over; everything else starts a new run."""
@@ -209,11 +209,11 @@ def prepare(cfg: DictConfig, overrides: list[str]) -> Job:
                tracking.tracking_uri(cfg, launch_dir()), run_dir(cfg, name, config_hash))
 
 
-def observe(job: Job, previous: Any, holder: str | None) -> JobState:
+def observe(job: Job, previous: Any, holder: str | None) -> KeyState:
     """The facts :func:`decide` reads, from the newest run of the key, the claim and the run dir."""
     status = previous.info.status if previous is not None else None
     stale_after = float(job.cfg.tracking.get("stale_after_s", 180))
-    return JobState(previous=status, force=bool(job.cfg.get("force", False)),
+    return KeyState(previous=status, force=bool(job.cfg.get("force", False)),
                     claimed_elsewhere=holder is not None,
                     heartbeat_alive=status == "RUNNING" and tracking.is_alive(previous, stale_after),
                     checkpoint_exists=(job.workdir / CHECKPOINT_NAME).exists())
@@ -231,12 +231,11 @@ def open_run(client: Any, experiment_id: str, job: Job, outcome: Outcome, previo
     running = _running_tags(job)
     if outcome is Outcome.RESUME:
         run_id = previous.info.run_id
-        client.update_run(run_id, status="RUNNING")
-        tracking.set_tags(client, run_id, running)
+        tracking.reopen_run(client, run_id, running)
         print(f"[segsweep] resuming {job.label} into run {run_id}", flush=True)
         return run_id
     if outcome is Outcome.TAKE_OVER:
-        client.set_terminated(previous.info.run_id, "KILLED")  # its process is gone, nothing to resume
+        tracking.close_run(client, previous.info.run_id, "KILLED")  # its process is gone, nothing to resume
     if job.cfg.get("force", False) and job.workdir.exists():
         shutil.rmtree(job.workdir)
     run_id = tracking.create_run(client, experiment_id, job.cfg,
@@ -263,26 +262,24 @@ def execute(client: Any, job: Job, run_id: str) -> dict:
     """Train into ``run_id`` and close the run: FINISHED, KILLED (stopped, interrupted) or FAILED
     (raised as :class:`~sweeper.errors.JobFailed` naming the run)."""
     cfg, seed = job.cfg, job.cfg.seed
-    callbacks = [tracking.MlflowCallback(client, run_id), *_extra_callbacks(cfg)]
     try:
+        callbacks = [tracking.MlflowCallback(client, run_id), *_extra_callbacks(cfg)]
         with tracking.Heartbeat(job.uri, run_id, float(cfg.tracking.get("heartbeat_s", 30))):
             metrics = train(cfg, callbacks, job.workdir)
     except StopTraining as stop:
-        tracking.set_tags(client, run_id, {tracking.TAG + "stopped": stop.reason,
-                                           tracking.TAG + "pruned": str(stop.reason == "pruned").lower()})
-        client.set_terminated(run_id, "KILLED")
+        tracking.close_run(client, run_id, "KILLED", {tracking.TAG + "stopped": stop.reason,
+                                                      tracking.TAG + "pruned": str(stop.reason == "pruned").lower()})
         return _result("PRUNED" if stop.reason == "pruned" else "STOPPED", job.name, run_id, seed=seed)
     except KeyboardInterrupt as stop:  # SIGINT/SIGTERM (sweeper.shutdown): KILLED, resumable by a re-run
-        client.set_terminated(run_id, "KILLED")
-        tracking.set_tags(client, run_id, {tracking.TAG + "stopped": shutdown.reason(stop)})
+        tracking.close_run(client, run_id, "KILLED", {tracking.TAG + "stopped": shutdown.reason(stop)})
         raise
     except Exception as error:
         tracking.record_failure(client, run_id, error)
         raise errors.JobFailed(run_id, error) from error
-    except BaseException:  # Ctrl-C, SystemExit from a signal handler: cut, resumable by a re-run
-        client.set_terminated(run_id, "KILLED")
+    except BaseException:  # SystemExit from a signal handler: cut, resumable by a re-run
+        tracking.close_run(client, run_id, "KILLED")
         raise
-    client.set_terminated(run_id, "FINISHED")
+    tracking.close_run(client, run_id, "FINISHED")
     objective = tracking.objective_metric(cfg)
     value = metrics.get(objective)
     print(f"[segsweep] finished {job.label}: {objective} {value:.2f} (run {run_id})", flush=True)

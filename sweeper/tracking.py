@@ -230,13 +230,22 @@ def find_runs(client: MlflowClient, experiment_id: str, key: str) -> list:
 
 
 def create_run(client: MlflowClient, experiment_id: str, cfg: DictConfig, tags: Mapping[str, str]) -> str:
-    """A new RUNNING run with its tags, its params (:func:`run_params`) and the resolved config artifact."""
-    run = client.create_run(experiment_id, tags=dict(tags), run_name=tags.get("mlflow.runName"))
-    run_id = run.info.run_id
-    params = [Param(k, v) for k, v in run_params(cfg).items()]
-    for start in range(0, len(params), MAX_BATCH):
-        client.log_batch(run_id, params=params[start:start + MAX_BATCH])
-    client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    """A new RUNNING run with its tags, its params (:func:`run_params`) and the resolved config artifact.
+
+    A signal or an error while its params are written closes it (KILLED / FAILED): never left RUNNING.
+    """
+    run_id = client.create_run(experiment_id, tags=dict(tags), run_name=tags.get("mlflow.runName")).info.run_id
+    try:
+        params = [Param(k, v) for k, v in run_params(cfg).items()]
+        for start in range(0, len(params), MAX_BATCH):
+            client.log_batch(run_id, params=params[start:start + MAX_BATCH])
+        client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    except Exception as error:
+        record_failure(client, run_id, error)
+        raise
+    except BaseException:  # a signal (sweeper.shutdown): KILLED, as a run cut while it trains
+        close_run(client, run_id, "KILLED")
+        raise
     return run_id
 
 
@@ -255,19 +264,31 @@ def heartbeat(client: MlflowClient, run_id: str, metrics: Iterable[Metric] = (),
         client.log_batch(run_id, metrics=list(metrics), tags=[*tags, RunTag(HEARTBEAT_TAG, beat())])
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # this process is not running it: whoever did is gone
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is alive (not gone, not a zombie)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    try:  # a zombie (killed, not yet reaped) is gone too
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return not zombie(pid)
+
+
+def zombie(pid: int) -> bool:
+    """Whether every thread of process ``pid`` has exited (a zombie: killed, not yet reaped). Its main
+    thread alone reads "Z" while other threads still finish its exit, holding its files and locks."""
+    try:
+        states = [p.read_text().rsplit(")", 1)[1].split()[0] for p in Path(f"/proc/{pid}/task").glob("*/stat")]
     except (OSError, IndexError):
-        return True
+        return False
+    return bool(states) and all(state in ("Z", "X") for state in states)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process is not running it: whoever did is gone
+    return pid_alive(pid)
 
 
 def is_alive(run: Any, stale_after_s: float = 180.0) -> bool:
@@ -329,8 +350,7 @@ def record_failure(client: MlflowClient, run_id: str, error: BaseException) -> N
     try:
         client.log_text(run_id, text, "traceback.txt")
     finally:
-        client.set_tag(run_id, TAG + "error", first[:5000])
-        client.set_terminated(run_id, "FAILED")
+        close_run(client, run_id, "FAILED", {TAG + "error": first[:5000]})
 
 
 def logged_steps(client: MlflowClient, run_id: str, key: str = EPOCH_METRIC) -> set[int]:
@@ -344,6 +364,7 @@ class MlflowCallback(Callback):
     def __init__(self, client: MlflowClient, run_id: str):
         self.client, self.run_id = client, run_id
         self._done: set[int] = set()
+        self._finals: set[str] = set()  # final_* metrics a resumed run had logged before
 
     def _log(self, metrics: Mapping[str, float], step: int, beat: bool = False) -> None:
         """Finite metrics in batches of 1000; with ``beat``, the last batch also refreshes the heartbeat."""
@@ -361,6 +382,7 @@ class MlflowCallback(Callback):
     def on_train_start(self, info: dict[str, Any]) -> None:
         self._done = logged_steps(self.client, self.run_id)
         logged = self.client.get_run(self.run_id).data.metrics  # a resumed run has its params_M
+        self._finals = {key for key in logged if key.startswith("final_")}
         size = [] if "params_M" in logged else [
             Metric("params_M", round(info["params_M"], 4), int(time.time() * 1000), 0)]
         tags = [RunTag(TAG + "steps_per_epoch", str(info["steps_per_epoch"])),
@@ -379,13 +401,91 @@ class MlflowCallback(Callback):
         set_tags(self.client, self.run_id, {f"{TAG}warning.{key}": message[:5000]})
 
     def on_train_end(self, metrics: dict[str, float]) -> None:
-        final = {k: v for k, v in metrics.items() if k.startswith("final_")}
-        self._log(final, len(self._done))
+        """The final metrics at the last epoch's step, each once (a run cut after it logged them and
+        resumed logs none of them again at that step)."""
+        step = len(self._done)
+        final = {k: v for k, v in metrics.items() if k.startswith("final_") and
+                 not (k in self._finals and step in logged_steps(self.client, self.run_id, k))}
+        self._log(final, step)
 
+
+# --------------------------------------------------------------------------- run state: the one writer
+# Every write of a run's state (open, re-open, tags, params, counters, artifacts, close) is one of these
+# functions (and create_run, heartbeat, record_failure above): tests/test_architecture.py allows MLflow
+# write calls in this module alone.
 
 def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
+    """Set (mutable) tags in one write (values as strings)."""
     items = tags.items() if isinstance(tags, Mapping) else tags
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in items])
+
+
+def reopen_run(client: MlflowClient, run_id: str, tags: Mapping[str, str] = ()) -> None:
+    """A run RUNNING again (a resumed job, a re-run sweep's or search's parent), with ``tags`` set first:
+    an interruption in between leaves it closed, never RUNNING without them."""
+    if tags:
+        set_tags(client, run_id, tags)
+    client.update_run(run_id, status="RUNNING")
+
+
+def open_parent_run(client: MlflowClient, experiment_id: str, tags: Mapping[str, str], run_name: str) -> str:
+    """A new RUNNING run with tags and nothing else (a sweep's or a search's parent); its id."""
+    return client.create_run(experiment_id, tags=dict(tags), run_name=run_name).info.run_id
+
+
+def log_new_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    """The params the run has not logged yet (a re-opened run keeps its first values), in batches."""
+    have = client.get_run(run_id).data.params
+    todo = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in have]
+    for start in range(0, len(todo), MAX_BATCH):
+        client.log_batch(run_id, params=todo[start:start + MAX_BATCH])
+
+
+def next_step(client: MlflowClient, run_id: str, key: str) -> int:
+    """One past the highest step ``key`` has logged on the run (0 when none): a step that only grows, so
+    a metric written again (a re-run, the closing record) is a new point, never a (key, step) twice."""
+    return max((m.step + 1 for m in client.get_metric_history(run_id, key)), default=0)
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float | None], step: int = 0,
+                tags: Mapping[str, str] = ()) -> None:
+    """The finite numbers of ``metrics`` at ``step`` (None, NaN and inf are left out), with ``tags``, in
+    one write; full precision (rounding is for what is displayed)."""
+    now = int(time.time() * 1000)
+    batch = [Metric(k, number, now, int(step)) for k, v in metrics.items()
+             if (number := _finite(v)) is not None]
+    labels = [RunTag(k, str(v)) for k, v in dict(tags).items()]
+    if batch or labels:
+        client.log_batch(run_id, metrics=batch, tags=labels)
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float (numpy scalars too), else None (None, NaN, inf, text)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def log_artifact(client: MlflowClient, run_id: str, path: str | os.PathLike[str]) -> None:
+    """Attach a file to the run."""
+    client.log_artifact(run_id, str(path))
+
+
+def close_run(client: MlflowClient, run_id: str, status: str, tags: Mapping[str, str] = ()) -> None:
+    """Close a run (FINISHED, FAILED or KILLED) with ``tags`` set first (why it ended); a failed write
+    is tried once more before it raises (a run is never left RUNNING for want of a retry)."""
+    for attempt in (1, 2):
+        try:
+            if tags:
+                set_tags(client, run_id, tags)
+            client.set_terminated(run_id, status)
+            return
+        except Exception:
+            if attempt == 2:
+                raise
+            time.sleep(0.5)
 
 
 # --------------------------------------------------------------------------- experiments, imported history

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeper import naming, tracking
 from sweeper.task import claim, claim_path, run_dir, run_job
+from tests.checks import read_line, wait_exit
 from tests.conftest import FAST
 
 HOLDER = """
@@ -42,14 +43,14 @@ def test_a_key_claimed_by_another_process_is_left_alone_until_that_process_dies(
     path.parent.mkdir(parents=True)
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
     try:
-        assert holder.stdout.readline().strip() == "held"
+        assert read_line(holder, "the claim holder", timeout=120).strip() == "held"
         left = run_job(cfg)  # no run of the key exists: only the claim can say it is running elsewhere
         assert left["status"] == "SKIPPED" and left["reason"] == "running"
         assert left["claimed_by"] == f"process {holder.pid} on {os.uname().nodename}"
         assert _runs(store) == []
     finally:
         holder.send_signal(signal.SIGKILL)
-        holder.wait()
+        wait_exit(holder, "the killed claim holder", timeout=10)
     with claim(workdir) as mine:  # a killed holder leaves the claim free
         assert mine is None
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweeper import shutdown
+from sweeper import shutdown, tracking
+from tests.checks import duplicate_rows, read_line, wait_exit
 from tests.conftest import FAST, REPO, subprocess_env, wait_until
 
 LONG = [*FAST, "train.epochs=1", "train.max_steps_per_epoch=null"]  # with scale=1000+: mid-training when signalled
@@ -53,10 +54,8 @@ def _wait_running(store: str, count: int) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    """Alive until every thread has exited (a main thread reads "Z" while the others still finish)."""
+    return Path(f"/proc/{pid}").exists() and tracking.pid_alive(pid)
 
 
 def _stderr(tmp_path: Path) -> str:
@@ -86,6 +85,7 @@ def test_sigterm_to_a_single_run_marks_it_killed_with_one_line(store: str, tmp_p
     _assert_one_stopped_line(tmp_path, "SIGTERM")
     (run,) = _runs(store)
     assert run.info.status == "KILLED" and run.data.tags["segsweep.stopped"] == "SIGTERM"
+    assert duplicate_rows(store) == []
 
 
 @pytest.mark.slow
@@ -101,6 +101,7 @@ def test_ctrl_c_of_a_local_sweep_then_the_rerun_resumes_into_the_same_run(store:
     (parent,) = _runs(store, kind="sweep")
     assert cut.info.status == "KILLED" and parent.info.status == "KILLED"
     _assert_lock_free(sweep_dir)
+    assert duplicate_rows(store) == []
 
     rerun = subprocess.run([sys.executable, str(REPO / "sweep.py"), *args, f"output_root={tmp_path / 'out'}"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
@@ -111,6 +112,7 @@ def test_ctrl_c_of_a_local_sweep_then_the_rerun_resumes_into_the_same_run(store:
     steps = [m.step for m in MlflowClient(store).get_metric_history(run.info.run_id, "val_mIoU")]
     assert sorted(steps) == [1, 2]  # resumed after epoch 1: no step twice
     assert _runs(store, kind="sweep")[0].info.status == "FINISHED"
+    assert duplicate_rows(store) == []  # SIGINT and the re-run: every curve, the parent's counters too
 
 
 @pytest.mark.slow
@@ -129,6 +131,7 @@ def test_ctrl_c_of_a_pool_sweep_ends_its_workers_and_kills_every_run(store: str,
     assert {r.data.tags["segsweep.stopped"] for r in runs} == {"SIGTERM"}  # the launcher stopped them
     assert _runs(store, kind="sweep")[0].info.status == "KILLED"
     _assert_lock_free(sweep_dir)
+    assert duplicate_rows(store) == []
 
 
 WATCHED = """
@@ -139,7 +142,7 @@ if sys.argv[1] == "parent":  # starts the worker, prints its pid, waits to be ki
     time.sleep(60)
 else:
     import signal
-    from sweeper import shutdown
+    from sweeper import shutdown, tracking
     shutdown.install()
     shutdown.watch_parent(interval_s=0.1)
     print(os.getpid(), flush=True)
@@ -153,9 +156,9 @@ else:
 def test_a_worker_whose_launcher_is_killed_9_stops_instead_of_training_on():
     parent = subprocess.Popen([sys.executable, "-c", WATCHED, "parent", WATCHED], stdout=subprocess.PIPE, text=True,
                               env=subprocess_env(PYTHONPATH=str(REPO)))
-    worker = int(parent.stdout.readline())
+    worker = int(read_line(parent, "the worker's pid", timeout=60))
     parent.kill()
-    parent.wait()
+    wait_exit(parent, "the killed launcher", timeout=10)
     _wait(lambda: not _alive(worker), "the orphaned worker to stop", timeout=20)
 
 
@@ -175,7 +178,7 @@ def test_workers_that_ignore_sigterm_are_killed_after_the_grace_period():
     stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
                                  "signal.SIG_IGN); print(flush=True); time.sleep(60)"], stdout=subprocess.PIPE,
                                 start_new_session=True)
-    stubborn.stdout.readline()  # its handler is in place
+    read_line(stubborn, "the stubborn worker", timeout=60)  # its handler is in place
     started = time.monotonic()
     shutdown.stop_processes([stubborn], grace_s=1.0)
     assert stubborn.poll() == -signal.SIGKILL and time.monotonic() - started < 10
@@ -207,4 +210,12 @@ def test_sigterm_to_a_detached_sweep(store: str, tmp_path: Path):
     assert "Traceback" not in log and shutdown.stopped_line(shutdown.Interrupted(signal.SIGTERM)) in log
     (run,) = _runs(store)  # the second cell never started
     assert run.info.status == "KILLED" and _runs(store, kind="sweep")[0].info.status == "KILLED"
+    assert "segsweep.error" not in run.data.tags  # closed by its own process, not by status
     _assert_lock_free(sweep_dir)
+    assert duplicate_rows(store) == []
+    # a watched status of it ends, with its final table and exit 1: the second cell was left PENDING
+    watched = subprocess.run([sys.executable, "-m", "sweeper", "status", str(sweep_dir), "--watch", "0.5"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                             env=subprocess_env(MLFLOW_TRACKING_URI=store))
+    assert watched.returncode == 1, watched.stdout[-2000:] + watched.stderr[-2000:]
+    assert "1 KILLED, 1 PENDING" in watched.stdout and "the sweep's process is gone" in watched.stdout

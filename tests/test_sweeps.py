@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from sweeper import naming, pool, tracking
 from sweeper.task import run_dirname, run_job
+from tests.checks import duplicate_rows, wait_exit
 from tests.conftest import FAST, REPO, subprocess_env, wait_until
 
 ONE_EPOCH = [*FAST, "train.epochs=1"]
@@ -53,6 +54,7 @@ def test_failing_job_is_isolated_summarised_and_rerun_reopens_the_sweep(store: s
     text = Path(client.download_artifacts(failed.info.run_id, "traceback.txt", str(tmp_path / "a"))).read_text()
     assert "Traceback" in text and "NonFiniteLossError" in text
     assert failed.info.run_id in first.stdout and by_status["FINISHED"].info.run_id in first.stdout
+    assert duplicate_rows(store) == []  # no (run, key, step) twice: the parent's counters, the jobs' curves
 
     again = _sweep(*args, cwd=tmp_path, uri=store)  # the same command: finished skipped, failed re-run
     assert again.returncode == 1
@@ -60,6 +62,9 @@ def test_failing_job_is_isolated_summarised_and_rerun_reopens_the_sweep(store: s
     jobs, (parent2,) = _runs(store)
     assert parent2.info.run_id == parent.info.run_id  # re-opened, not duplicated
     assert sorted(r.info.status for r in jobs) == ["FAILED", "FAILED", "FINISHED"]
+    assert duplicate_rows(store) == []  # the re-opened parent's counters go on at later steps
+    steps = [m.step for m in client.get_metric_history(parent.info.run_id, "jobs_total")]
+    assert steps == sorted(set(steps)) and len(steps) >= 5, steps  # a curve: a point per record
 
 
 def test_rerun_of_a_finished_2x2_sweep_trains_nothing(store: str, tmp_path: Path):
@@ -99,7 +104,7 @@ def test_running_runs_are_left_alone_or_taken_over_by_heartbeat(store: str, tmp_
         assert run_job(cfg)["status"] == "SKIPPED"
     finally:
         sleeper.kill()
-        sleeper.wait()
+        wait_exit(sleeper, "the killed sleeper", timeout=10)
     _as_running(client, run_id, f"{time.time():.0f}:{sleeper.pid}@{host}")  # its process is gone
     taken = run_job(cfg)
     assert taken["status"] == "FINISHED" and taken["run_id"] == run_id  # resumed from its checkpoint
@@ -152,7 +157,7 @@ def test_kill_9_mid_epoch_then_rerun_resumes_to_the_uninterrupted_result(store: 
     while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     os.killpg(proc.pid, 9)  # kill -9 during epoch 2 (epoch 1 is checkpointed)
-    proc.wait()
+    wait_exit(proc, "the sweep killed -9", timeout=30)
     assert checkpoint.exists() and proc.returncode == -9
     (killed,) = _runs(store)[0]
     assert killed.info.status == "RUNNING"  # what kill -9 leaves behind
@@ -167,6 +172,7 @@ def test_kill_9_mid_epoch_then_rerun_resumes_to_the_uninterrupted_result(store: 
     for key in ("val_mIoU", "train_loss", "lr_epoch"):
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
         assert sorted(steps) == [1, 2], (key, steps)
+    assert duplicate_rows(store) == []  # kill -9 and the re-run: the child's curve continues, the parent's too
 
     reference_uri = f"sqlite:///{tmp_path / 'ref.db'}"  # the same command, never interrupted
     ref = subprocess.run([sys.executable, *args[:-2], f"output_root={tmp_path / 'ref'}",
@@ -190,7 +196,7 @@ def test_detached_sweep_returns_at_once_and_status_follows_it(store: str, tmp_pa
     assert result.returncode == 0, result.stderr[-3000:]
     assert "detached: 2 jobs run in process" in result.stdout
     pid = int((sweep_dir / "detached.pid").read_text())
-    watched = _status("--watch", "0.5", cwd=tmp_path, uri=store)  # the newest sweep under outputs/
+    watched = _status("--watch", "0.5", cwd=tmp_path, uri=store, timeout=300)  # the newest sweep under outputs/
     assert watched.returncode == 0, watched.stderr[-2000:]
     final = _status(str(sweep_dir), cwd=tmp_path, uri=store)
     assert final.returncode == 0, final.stderr[-2000:]
@@ -262,10 +268,15 @@ def test_the_sweep_dir_derives_from_the_sweep_and_one_runs_at_a_time(store: str,
     assert len(list((tmp_path / "out" / "sweeps").iterdir())) == 2
     os.kill(pid, signal.SIGTERM)
     os.kill(pid, signal.SIGCONT)
-    assert _status(str(other_dir), "--watch", "0.5", cwd=tmp_path, uri=store).returncode == 0
+    # --watch ends (its deadline fails the test, never a hang); 0: the sweep closed its own run, status had
+    # nothing to close (a job left RUNNING by its SIGTERMed sweep would be closed by status, exit 1)
+    watched = _status(str(other_dir), "--watch", "0.5", cwd=tmp_path, uri=store, timeout=240)
+    assert watched.returncode == 0, watched.stdout[-2000:] + watched.stderr[-2000:]
     jobs, parents = _runs(store)
     assert len(parents) == 2 and len(jobs) == 3
     assert sorted(r.info.status for r in jobs) == ["FINISHED", "FINISHED", "KILLED"]
+    (killed,) = [r for r in jobs if r.info.status == "KILLED"]
+    assert killed.data.tags["segsweep.stopped"] == "SIGTERM" and "segsweep.error" not in killed.data.tags
 
 
 def parent_sweep_id(uri: str) -> str:

@@ -11,7 +11,7 @@ import pytest
 from data.errors import DatasetError
 from engine.callbacks import ConfigError
 from sweeper import errors, naming
-from sweeper.task import JobState, Outcome, claim, claim_path, decide
+from sweeper.task import KeyState, Outcome, claim, claim_path, decide
 
 SKIP, LEAVE, TAKE, RESUME, NEW = (Outcome.SKIP, Outcome.LEAVE_ALONE, Outcome.TAKE_OVER, Outcome.RESUME,
                                   Outcome.NEW)
@@ -43,18 +43,18 @@ TABLE = [
 @pytest.mark.parametrize(("previous", "alive", "checkpoint", "force", "outcome"), TABLE,
                          ids=[f"{p}-alive{a:d}-ckpt{c:d}-force{f:d}" for p, a, c, f, _ in TABLE])
 def test_decision_table(previous: str | None, alive: bool, checkpoint: bool, force: bool, outcome: Outcome):
-    assert decide(JobState(previous, alive, checkpoint, force)) is outcome
+    assert decide(KeyState(previous, alive, checkpoint, force)) is outcome
 
 
 @pytest.mark.parametrize("previous", STATUSES)
 def test_a_claim_held_elsewhere_leaves_the_key_alone_whatever_else(previous: str | None):
     for alive, checkpoint, force in itertools.product((False, True), repeat=3):
-        assert decide(JobState(previous, alive, checkpoint, force, claimed_elsewhere=True)) is LEAVE
+        assert decide(KeyState(previous, alive, checkpoint, force, claimed_elsewhere=True)) is LEAVE
 
 
 def test_rules_over_every_state():
     for previous, alive, checkpoint, force in itertools.product(STATUSES, *[(False, True)] * 3):
-        state = JobState(previous, alive, checkpoint, force)
+        state = KeyState(previous, alive, checkpoint, force)
         outcome = decide(state)
         live = previous == "RUNNING" and alive
         assert (outcome is LEAVE) == live, state
