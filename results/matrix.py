@@ -66,12 +66,15 @@ def _value(runs: pd.DataFrame, split: str) -> str:
     """mean ± std (n) of segsweep's finished runs on ``split``, else the notes' best, else ''."""
     col = f"{split}_mIoU"
     ours = runs[(runs["source"] != "notes") & (runs["status"] == "FINISHED")][col].dropna()
-    notes = runs[runs["source"] == "notes"][col].dropna()
+    notes = runs[runs["source"] == "notes"].dropna(subset=[col])
     if len(ours) > 1:
         return f"{fmt(ours.mean())} ± {fmt(ours.std())} ({len(ours)})"
     if len(ours) == 1:
         return fmt(ours.iloc[0])
-    return f"{fmt(notes.max())} (notes)" if len(notes) else ""
+    if notes.empty:
+        return ""
+    best = notes.loc[notes[col].idxmax()]
+    return f"{fmt(best[col], best[f'{split}_dec'])} (notes)"
 
 
 def cell_of(runs: pd.DataFrame, stale: set[str], split: str = "val") -> Cell:

@@ -116,8 +116,10 @@ def test_render_keeps_the_notes_groups_and_the_test_column(notes_uri):
     text = render_table(runs, TableSpec("camvid", "camvid"))
     lines = text.splitlines()
     assert lines[0].split("|")[1:-1][-1].strip() == "Test mIoU" and "Val mIoU" not in lines[0]  # what CamVid reports
-    inner_rules = [i for i, ln in enumerate(lines[2:], 2) if set(ln) <= set("|:-")]
-    assert len(inner_rules) == 4  # the notes' CamVid table has four group separators
+    tables = [t.splitlines() for t in text.split("\n\n") if t.startswith("|")]
+    assert len(tables) == 5  # the notes' CamVid table has four group separators: five groups, five tables
+    assert all(t[0] == lines[0] and set(t[1]) <= set("|:- ") for t in tables)  # each under the same header
+    assert not [ln for t in tables for ln in t[2:] if set(ln) <= set("|:- ")]  # no row of dashes in a table
     by_miou = render_table(runs, TableSpec("camvid", "camvid", sort="miou"))
     values = [parse_cell(ln.split("|")[-2]).main for ln in by_miou.splitlines()[2:] if ln.startswith("| ")]
     shown = [v for v in values if v is not None]
@@ -258,7 +260,7 @@ def test_a_run_evaluated_on_test_lands_in_the_test_column(tmp_path):
     text = render_table(load_runs(uri), TableSpec("camvid", "camvid"))
     header, _, row = text.splitlines()[:3]
     assert [c.strip() for c in header.split("|")[1:-1]] == ["Arch", "#Params(M)", "Test mIoU", "Seeds"]
-    assert [c.strip() for c in row.split("|")[1:-1]] == ["camvid.x", "", "**61 ± 1.41 (2)**", "0, 1"]
+    assert [c.strip() for c in row.split("|")[1:-1]] == ["camvid.x", "", "**61.00 ± 1.41 (2)**", "0, 1"]
 
 
 def test_a_search_parent_gets_the_trials_summary_and_its_command(tmp_path):
