@@ -378,3 +378,32 @@ def test_config_hash_cache_follows_every_file_of_the_codec_package(tmp_path):
     assert hashes._tree_digest() != before
     (conf / "sweep.yaml").write_text("seed: 1\n")
     assert len({before, hashes._tree_digest()}) == 2
+
+
+def test_readme_links_open_the_named_ui(tmp_path, monkeypatch):
+    """`results readme --ui-url URL`: the README's experiment links and a sweep page's run links open that
+    UI; without it, a tracking server's own URL, else http://127.0.0.1:5000 (issue 29.10)."""
+    from results.readme import ui_base
+
+    monkeypatch.setenv("SEGSWEEP_CACHE", str(tmp_path / "cache"))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("camvid")
+    parent = client.create_run(exp, tags={"segsweep.kind": "sweep", "segsweep.sweep_id": "s1",
+                                          "segsweep.sweep": "sweep seed=0"}).info.run_id
+    kid = client.create_run(exp, tags={"segsweep.name": "camvid.x", "segsweep.dataset": "camvid", "segsweep.seed": "0",
+                                       "segsweep.sweep_id": "s1", "mlflow.parentRunId": parent}).info.run_id
+    client.log_batch(kid, metrics=[Metric("final_val_mIoU", 40.0, 0, 0)])
+    client.set_terminated(kid)
+    client.set_terminated(parent)
+    res = _cli("readme", "--out", str(tmp_path / "r" / "README.md"), "--ui-url", "http://mlflow.lab:8080/", uri=uri)
+    assert res.returncode == 0, res.stderr
+    readme, page = (tmp_path / "r" / "README.md").read_text(), (tmp_path / "r" / "sweeps" / "s1.md").read_text()
+    assert f"(http://mlflow.lab:8080/#/experiments/{exp}?" in readme
+    assert f"(http://mlflow.lab:8080/#/experiments/{exp}/runs/{kid}?" in page
+    assert f"(http://mlflow.lab:8080/#/experiments/{exp}/runs/{parent}?" in page
+    assert "127.0.0.1" not in readme + page
+    assert ui_base(uri) == "http://127.0.0.1:5000" and ui_base("https://srv:5443/") == "https://srv:5443"
+    bad = _cli("readme", "--out", str(tmp_path / "x" / "README.md"), "--ui-url", "mlflow.lab", uri=uri)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--ui-url" in bad.stderr
+    assert not (tmp_path / "x").exists()
