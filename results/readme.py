@@ -38,19 +38,33 @@ def _datasets(runs: pd.DataFrame) -> list[str]:
 
 def plot_points(sel: pd.DataFrame) -> pd.DataFrame:
     """One point per table row and split: finished segsweep runs averaged over seeds per name, notes
-    rows as they are (their own split only). Columns label, params_M, mIoU, split, source."""
+    rows as they are (their own split only; rows without #Params or a value too, for the plot's caption).
+    Columns label, name, params_M, mIoU, split, source, dec (the decimals a notes value was written with)."""
     parts = []
     ours = sel[(sel["source"] != "notes") & (sel["status"] == "FINISHED")]
     notes = sel[sel["source"] == "notes"]
     for split in ("val", "test"):
         col = f"{split}_mIoU"
-        agg = ours.dropna(subset=[col]).groupby("display", as_index=False)[["params_M", col]].mean()
-        parts.append(agg.assign(source="segsweep", split=split).rename(columns={col: "mIoU"}))
+        agg = ours.dropna(subset=[col]).groupby("display", as_index=False).agg(
+            name=("name", "first"), params_M=("params_M", "mean"), mIoU=(col, "mean"))
+        parts.append(agg.assign(source="segsweep", split=split, dec=float("nan")))
         mine = notes[notes["notes_metric"].fillna("val") == split]
-        parts.append(mine[["display", "params_M", col]].assign(source="notes", split=split)
-                     .rename(columns={col: "mIoU"}))
+        parts.append(mine[["display", "name", "params_M", col, f"{split}_dec"]].assign(source="notes", split=split)
+                     .rename(columns={col: "mIoU", f"{split}_dec": "dec"}))
     pts = pd.concat(parts, ignore_index=True).rename(columns={"display": "label"})
-    return pts[["label", "params_M", "mIoU", "split", "source"]]
+    return pts[["label", "name", "params_M", "mIoU", "split", "source", "dec"]]
+
+
+def run_points(sel: pd.DataFrame) -> pd.DataFrame:
+    """One point per finished segsweep run and split (every seed), for the strip a plot becomes when
+    every point shares one #Params; the notes rows as in ``plot_points``."""
+    ours = sel[(sel["source"] != "notes") & (sel["status"] == "FINISHED")]
+    parts = [ours.dropna(subset=[f"{split}_mIoU"]).assign(split=split, mIoU=ours[f"{split}_mIoU"], dec=float("nan"))
+             for split in ("val", "test")]
+    pts = pd.concat(parts, ignore_index=True).rename(columns={"display": "label"})
+    notes = plot_points(sel)
+    return pd.concat([pts[["label", "name", "params_M", "mIoU", "split", "source", "dec"]],
+                      notes[notes["source"] == "notes"]], ignore_index=True)
 
 
 def _curves(sel: pd.DataFrame, tracking_uri: str, split: str) -> dict[str, pd.DataFrame]:
@@ -138,12 +152,17 @@ def build(runs: pd.DataFrame, tracking_uri: str, out: Path, parents: pd.DataFram
         if len(exps):
             parts.append(f"\nIn the MLflow UI: [the runs of `{ds}`]({ui_url(ui, str(exps[0]))})\n")
         scatter = params_plot(plot_points(sel), f"{ds}: mIoU vs #Params (labelled: the Pareto front)",
-                              out.parent / f"{ds}_params_miou.png")
+                              out.parent / f"{ds}_params_miou.png", run_points(sel),
+                              strip_title=f"{ds}: mIoU per run (every run has one #Params)")
         curves = curves_plot(_curves(sel, tracking_uri, split), f"{ds}: {split} mIoU of the best names",
                              out.parent / f"{ds}_curves.png", split)
-        for kind, path in (("mIoU against #Params", scatter and scatter.path), (f"{split} mIoU curves", curves)):
+        kind = "mIoU per run (one #Params)" if scatter is not None and scatter.kind == "strip" else \
+            "mIoU against #Params"
+        for what, path in ((kind, scatter and scatter.path), (f"{split} mIoU curves", curves)):
             if path is not None:
-                parts.append(f"\n![{ds}: {kind}]({path.name})\n")
+                parts.append(f"\n![{ds}: {what}]({path.name})\n")
+        if scatter is not None and scatter.caption:
+            parts.append(f"\n_{scatter.caption}._\n")
     if parents is not None:
         parts.append(_sweeps_section(parents, runs, out.parent, hash_fn, ui))
     if hash_fn is not None:
