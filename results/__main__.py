@@ -95,8 +95,10 @@ def _matrix(args: argparse.Namespace, uri: str) -> int:
     if hash_fn is not None:
         hash_fn.save()
     if args.missing:
-        commands = matrix.missing_commands(runs, cells)
+        commands, left = matrix.missing_plan(runs, cells, chosen)
         print("\n".join(commands) if commands else "# every cell is filled and up to date")
+        if left:
+            print(matrix.left_out_line(left))
     else:
         print(matrix.markdown(frame) if len(frame) else "_No runs yet._")
     return 0

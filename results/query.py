@@ -28,6 +28,7 @@ TAGS = {
     "segsweep.kind": "kind",
     "segsweep.trial": "trial",
     "segsweep.error": "error",
+    "segsweep.name_error": "name_error",
     "segsweep.notes_name": "notes_name",
     "segsweep.notes_remark": "remark",
     "segsweep.notes_epoch": "notes_epoch",
@@ -46,7 +47,7 @@ COLUMNS = [
     "run_id", "experiment_id", "experiment", "run_name", "name", "display", "dataset", "source", "status",
     "start_time", "params_M", "val_mIoU", "test_mIoU", "epochs", "seed", "git_commit",
     "config_hash", "sweep_id", "parent_run_id", "trial", "error", "remark", "approx", "notes_order", "notes_metric",
-    "notes_group", "kind", "sweep", "val_dec", "test_dec", "params_dec",
+    "notes_group", "kind", "sweep", "val_dec", "test_dec", "params_dec", "name_error",
 ]  # fmt: skip
 
 

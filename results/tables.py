@@ -73,6 +73,16 @@ def fmt(value: float | None, written: float | None = None) -> str:
     return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.0"
 
 
+def clip(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` characters at a word boundary, an ellipsis for what is cut
+    (a first word longer than ``width`` is kept whole)."""
+    if len(text) <= width:
+        return text
+    head = text[: width - 1]
+    cut = head.rsplit(" ", 1)[0] if " " in head else text.split(" ", 1)[0]
+    return cut.rstrip(" ,;:") + "\u2026"
+
+
 def reported_splits(sel: pd.DataFrame) -> list[str]:
     """The splits ("val", "test") the runs report as their result: a notes row the split of its table's
     mIoU column (a side value such as ``(val:62.5)`` does not count), a segsweep run what it logged."""
@@ -211,7 +221,7 @@ def _failed_cell(r, with_status: bool, width: int = 90) -> str:
     """A FAILED row's one line: its error (``segsweep.error``), with the word FAILED unless a Status
     column already says it."""
     error = str(r.error).splitlines()[0] if isinstance(r.error, str) and r.error.strip() else ""
-    error = error if len(error) <= width else error[: width - 1] + "…"
+    error = clip(error, width)
     text = error.replace("|", "\\|")
     if with_status:
         return text or "(no error recorded)"

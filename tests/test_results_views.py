@@ -192,13 +192,15 @@ def test_matrix_cell_states_from_segsweep_runs(tmp_path):
     run("voc", 1, "FINISHED", 54.0)
     run("camvid", 0, "FAILED", error="ValueError: boom\ntrace")
     frame, cells = matrix.build(load_runs(uri), hash_fn=lambda name, seed: "h")
-    assert frame.loc["scratch.x", "voc (val mIoU)"] == "52 ± 2.83 (2)"
+    assert frame.loc["scratch.x", "voc (val mIoU)"] == "52.00 ± 2.83 (2)"
     assert (cells[("scratch.x", "camvid")].state, frame.loc["scratch.x", "camvid (val mIoU)"]) == (
         "failed", "failed: ValueError: boom")
     run("camvid", 1, "RUNNING")
     _, cells = matrix.build(load_runs(uri), hash_fn=lambda name, seed: "new")  # the config tree changed
     assert cells[("scratch.x", "voc")].state == "stale" and cells[("scratch.x", "camvid")].state == "running"
-    assert matrix.missing_commands(load_runs(uri), cells) == ["python sweep.py -m name=voc.scratch.x"]
+    assert matrix.missing_commands(load_runs(uri), cells) == [  # stale voc, and the real sets it has no run on
+        "python sweep.py -m name=voc.scratch.x,cityscapes.scratch.x,aerial.scratch.x"]
+    assert matrix.missing_commands(load_runs(uri), cells, ["voc", "camvid"]) == ["python sweep.py -m name=voc.scratch.x"]
 
 
 # ---- the sweep parent's record ----------------------------------------------------------------------------
@@ -356,3 +358,36 @@ def test_one_params_for_every_point_makes_a_strip_of_runs(tmp_path):
     assert result.texts == ["\u2026lr2e-2\u2026", "\u2026lr1p61e-3\u2026", "\u2026lr4p2e-4\u2026"]  # best first
     assert "every run has 0.34 M params" in result.caption
     assert result.path.stat().st_size > 5000
+
+
+def test_matrix_missing_proposes_real_datasets_for_notes_and_named_variants_only(tmp_path):
+    """Search trials, smoke runs, the synthetic set and failed-only recipes get no command; a comment
+    line counts them by reason; a failed cell's error is cut at a word (issue 29.7)."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exps = {ds: client.create_experiment(ds) for ds in ("voc", "camvid", "synthetic")}
+
+    def run(name, ds, status="FINISHED", **tags):
+        base = {"segsweep.name": name, "segsweep.dataset": ds, "segsweep.seed": "0", "segsweep.source": "segsweep"}
+        rid = client.create_run(exps[ds], tags={**base, **tags}).info.run_id
+        client.log_batch(rid, metrics=[Metric("final_val_mIoU", 40.0, 0, 0)] if status == "FINISHED" else [])
+        client.set_terminated(rid, status)
+
+    run("voc.scratch.dense30k48", "voc")  # the user's named variant, finished on a real set: proposed
+    run("voc.scratch.dense30k12.lr1p61e-3", "voc", **{"segsweep.trial": "0"})  # a search trial
+    run("voc.scratch.dense30k12.train-max_steps_per_epoch-2", "voc")  # a smoke run
+    run("synthetic.scratch.dense30k12", "synthetic")  # the quick start
+    run("voc.scratch.dense30k60", "voc", "FAILED", **{
+        "segsweep.error": "RuntimeError: CUDA out of memory while allocating the decoder; lower batch_size "
+                          "or check the device"})
+    frame, cells = matrix.build(load_runs(uri))
+    commands, left = matrix.missing_plan(load_runs(uri), cells)
+    assert commands == ["python sweep.py -m name=camvid.scratch.dense30k48,cityscapes.scratch.dense30k48,"
+                        "aerial.scratch.dense30k48"]  # every real set it lacks; never synthetic
+    assert left == {"trial": 1, "smoke": 1, "synthetic": 1, "failed": 1}
+    line = matrix.left_out_line(left)
+    assert line.startswith("# left out 4 recipe(s): ") and "only search trials" in line and "smoke" in line
+    error = frame.loc["scratch.dense30k60", "voc (val mIoU)"]
+    words = "RuntimeError: CUDA out of memory while allocating the decoder; lower batch_size or check the device"
+    assert error.endswith("\u2026") and error.removesuffix("\u2026").split()[-1].rstrip(";") in words.replace(";", "").split(" ")
+    assert matrix.real_datasets() == ("voc", "camvid", "cityscapes", "aerial")
