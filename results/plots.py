@@ -296,7 +296,8 @@ def strip_plot(runs: pd.DataFrame, title: str, out: Path, caption: str = "",
     ax.margins(y=0.15)
     params = runs["params_M"].dropna()
     one = f"every run has {params.iloc[0]:.2f} M params" if not params.empty else "no #Params"
-    caption = "; ".join(c for c in (f"{one}: a column per name, a point per run, the bar its mean", caption, folded) if c)
+    named = f"name {order[0]}" if len(order) == 1 and ticks[0] != order[0] else folded  # one name: say it whole
+    caption = "; ".join(c for c in (f"{one}: a column per name, a point per run, the bar its mean", caption, named) if c)
     _axes(ax, title, "", "mIoU (%)")
     _legend(ax, runs, False, 8)
     _finish(fig, caption)

@@ -399,7 +399,7 @@ def test_readme_links_open_the_named_ui(tmp_path, monkeypatch):
     res = _cli("readme", "--out", str(tmp_path / "r" / "README.md"), "--ui-url", "http://mlflow.lab:8080/", uri=uri)
     assert res.returncode == 0, res.stderr
     readme, page = (tmp_path / "r" / "README.md").read_text(), (tmp_path / "r" / "sweeps" / "s1.md").read_text()
-    assert f"(http://mlflow.lab:8080/#/experiments/{exp}?" in readme
+    assert f"(http://mlflow.lab:8080/#/experiments/{exp}/runs?" in readme
     assert f"(http://mlflow.lab:8080/#/experiments/{exp}/runs/{kid}?" in page
     assert f"(http://mlflow.lab:8080/#/experiments/{exp}/runs/{parent}?" in page
     assert "127.0.0.1" not in readme + page
