@@ -3,11 +3,14 @@
 On a terminal the epoch's tqdm bar (on stderr) is erased when the epoch ends and the epoch's summary
 line (loss, val mIoU, lr, time) stays; without one (a log file, ``nohup``, SLURM) there is no bar and
 the same line is printed plainly, so a log shows every epoch and the end of the final evaluation.
-Lines go to stdout, flushed, through ``tqdm.write`` so that they never tear a bar.
+Lines go to stdout, flushed, through ``tqdm.write`` so that they never tear a bar, and the same lines go
+to every file handler of the root logger (Hydra's per-job ``<job>.log``), as records of the logger
+``engine.progress``; the console handlers are skipped there, so a terminal sees each line once.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from collections.abc import Iterable, Mapping
@@ -19,6 +22,7 @@ from engine.callbacks import LR_METRIC, Callback
 
 T = TypeVar("T")
 PREFIX = "[segsweep]"
+LOG = logging.getLogger(__name__)
 
 
 def is_terminal(stream: TextIO | None = None) -> bool:
@@ -72,10 +76,26 @@ def end_line(metrics: Mapping[str, Any]) -> str:
     return f"{PREFIX} final evaluation: {_miou(metrics, final=True)}"
 
 
+def file_handlers(logger: logging.Logger | None = None) -> list[logging.FileHandler]:
+    """The file handlers a record of ``logger`` (default ``engine.progress``) reaches: Hydra's job log."""
+    found: list[logging.FileHandler] = []
+    current: logging.Logger | None = logger or LOG
+    while current is not None:
+        found += [h for h in current.handlers if isinstance(h, logging.FileHandler) and h not in found]
+        current = current.parent if current.propagate else None
+    return found
+
+
 def emit(line: str) -> None:
-    """Print a line to stdout now, above any bar."""
+    """Print a line to stdout now, above any bar, and write it to the log files (Hydra's job log)."""
     tqdm.write(line, file=sys.stdout)
     sys.stdout.flush()
+    if not LOG.isEnabledFor(logging.INFO):
+        return
+    record = LOG.makeRecord(LOG.name, logging.INFO, __file__, 0, line, None, None)
+    for handler in file_handlers():
+        if record.levelno >= handler.level:
+            handler.handle(record)
 
 
 class Progress(Callback):

@@ -22,6 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("readme", help="write the results README (tables, plots, a page per sweep)")
     m.add_argument("--out", type=Path, default=None,
                    help="the README to write; its PNGs and sweeps/ go next to it (default outputs/results/README.md)")
+    m.add_argument("--ui-url", default=None,
+                   help="the MLflow UI its run links open (default: the tracking URI when it is an http(s) "
+                        "server, else http://127.0.0.1:5000)")
     i = sub.add_parser("import-notes", help="turn every row of the notes' tables into an MLflow run")
     i.add_argument("notes", type=Path)
     i.add_argument("--dry-run", action="store_true", help="parse and report, write nothing")
@@ -92,8 +95,10 @@ def _matrix(args: argparse.Namespace, uri: str) -> int:
     if hash_fn is not None:
         hash_fn.save()
     if args.missing:
-        commands = matrix.missing_commands(runs, cells)
+        commands, left = matrix.missing_plan(runs, cells, chosen)
         print("\n".join(commands) if commands else "# every cell is filled and up to date")
+        if left:
+            print(matrix.left_out_line(left))
     else:
         print(matrix.markdown(frame) if len(frame) else "_No runs yet._")
     return 0
@@ -108,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "readme":
             from results.readme import DEFAULT_OUT, refresh
 
-            print(refresh(uri, args.out or DEFAULT_OUT))
+            if args.ui_url is not None and not args.ui_url.startswith(("http://", "https://")):
+                print(f"error: --ui-url {args.ui_url!r} is not an http(s) URL: give the MLflow UI's address, "
+                      "e.g. --ui-url http://127.0.0.1:5000", file=sys.stderr)
+                return 2
+            print(refresh(uri, args.out or DEFAULT_OUT, args.ui_url))
             return 0
         if args.cmd == "import-notes":
             from results.importer import import_notes

@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 class RefreshResults(Callback):
     """Rewrite the results README (tables + plots) from the run's MLflow store."""
 
-    def __init__(self, out: str = str(DEFAULT_OUT), enabled: bool = True) -> None:
-        self.out, self.enabled = out, enabled
+    def __init__(self, out: str = str(DEFAULT_OUT), enabled: bool = True, ui_url: str | None = None) -> None:
+        self.out, self.enabled, self.ui_url = out, enabled, ui_url  # ui_url None: from the tracking URI
 
     def _refresh(self, config: DictConfig) -> None:
         if not self.enabled:
@@ -30,7 +30,7 @@ class RefreshResults(Callback):
         out = Path(self.out)
         out = out if out.is_absolute() else launch_dir() / out
         try:
-            path = refresh(tracking.resolve_uri(config.tracking.get("uri"), launch_dir()), out)
+            path = refresh(tracking.resolve_uri(config.tracking.get("uri"), launch_dir()), out, self.ui_url)
         except StoreError as error:  # e.g. every job failed before its run was created
             log.warning("results README not regenerated: %s", error)
             return

@@ -5,7 +5,11 @@ A cell is ``missing`` (no run), ``running``, ``failed`` (runs, none finished), `
 runs were made under another config tree: their config hash is not what the name composes today) or
 ``done``. Its value is the mean ± std (n) over the seeds of segsweep's finished runs, else the best of the
 notes' rows, on the split the dataset's runs report (named in the column's title).
-``--missing`` prints the sweep commands that fill the missing and stale cells.
+``--missing`` prints the sweep commands that fill the missing and stale cells of the real datasets (a
+declared dataset with a ``root``: not the generated synthetic set), for the notes' recipes and the user's
+own variants only: recipes known only from search trials, smoke runs (a capped epoch,
+``train.max_steps_per_epoch``), the synthetic set, failed runs, or names the codec does not read are left
+out, and a comment line counts them by reason.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
+import yaml
 
 from data import registry
-from results.tables import HashFn, fmt, reported_splits
+from results.tables import HashFn, clip, fmt, reported_splits
 
 
 def main_split(runs: pd.DataFrame) -> str:
@@ -66,12 +71,15 @@ def _value(runs: pd.DataFrame, split: str) -> str:
     """mean ± std (n) of segsweep's finished runs on ``split``, else the notes' best, else ''."""
     col = f"{split}_mIoU"
     ours = runs[(runs["source"] != "notes") & (runs["status"] == "FINISHED")][col].dropna()
-    notes = runs[runs["source"] == "notes"][col].dropna()
+    notes = runs[runs["source"] == "notes"].dropna(subset=[col])
     if len(ours) > 1:
         return f"{fmt(ours.mean())} ± {fmt(ours.std())} ({len(ours)})"
     if len(ours) == 1:
         return fmt(ours.iloc[0])
-    return f"{fmt(notes.max())} (notes)" if len(notes) else ""
+    if notes.empty:
+        return ""
+    best = notes.loc[notes[col].idxmax()]
+    return f"{fmt(best[col], best[f'{split}_dec'])} (notes)"
 
 
 def cell_of(runs: pd.DataFrame, stale: set[str], split: str = "val") -> Cell:
@@ -90,8 +98,8 @@ def cell_of(runs: pd.DataFrame, stale: set[str], split: str = "val") -> Cell:
     if not finished.empty and set(finished["run_id"]) <= stale:
         return Cell("stale", value, len(finished))
     if finished.empty and not ours.empty and runs[runs["source"] == "notes"].empty:
-        return Cell("failed", str(ours["error"].dropna().iloc[0]).splitlines()[0][:60] if ours["error"].notna().any()
-                    else "")
+        return Cell("failed", clip(str(ours["error"].dropna().iloc[0]).splitlines()[0], 60)
+                    if ours["error"].notna().any() else "")
     return Cell("done", value, len(finished))
 
 
@@ -146,17 +154,88 @@ def markdown(frame: pd.DataFrame) -> str:
     return shown.to_markdown(index=False, tablefmt="pipe", disable_numparse=True)
 
 
-def missing_commands(runs: pd.DataFrame, cells: dict[tuple[str, str], Cell],
-                     datasets: Sequence[str] | None = None) -> list[str]:
-    """One sweep command per recipe that fills its missing and stale cells (``name=a,b`` over datasets)."""
-    templates = {recipe_of(str(n))[0]: _template(str(n)) for n in runs["name"]}
-    shown = sorted({ds for _, ds in cells}, key=list(registry.names()).index) if datasets is None else datasets
+def real_datasets() -> tuple[str, ...]:
+    """The declared datasets read from disk (a ``root:`` in ``conf/dataset/<name>.yaml``), in listing
+    order: not the generated synthetic set."""
     out = []
-    for recipe, template in sorted(templates.items()):
+    for name in registry.names():
+        raw = yaml.safe_load((registry.CONF_DATASET_DIR / f"{name}.yaml").read_text()) or {}
+        if raw.get("root") is not None:
+            out.append(name)
+    return tuple(out)
+
+
+LEFT_OUT = {  # reason key -> what the comment line says
+    "trial": "only search trials",
+    "smoke": "only smoke runs (train.max_steps_per_epoch)",
+    "synthetic": "only the synthetic set",
+    "failed": "only failed runs",
+    "unparsed": "a name the codec does not read",
+}
+
+
+def _is_smoke(name: str) -> bool:
+    return any(t.startswith(("train-max_steps_per_epoch", "max_steps_per_epoch")) for t in str(name).split("."))
+
+
+def recipe_reason(of_recipe: pd.DataFrame, real: Sequence[str]) -> str | None:
+    """Why a recipe gets no ``--missing`` command (a ``LEFT_OUT`` key), or None: it is a notes recipe
+    (a row the codec reads) or a variant the user ran to the end on a real dataset (not a search trial,
+    not a smoke run)."""
+    notes = of_recipe[of_recipe["source"] == "notes"]
+    if not notes.empty:
+        return None if notes["name_error"].isna().any() else "unparsed"
+    ours = of_recipe[of_recipe["source"] != "notes"]
+    trial = ours["trial"].notna()
+    smoke = ours["name"].map(_is_smoke).astype(bool)
+    on_real = ours["dataset"].isin(real)
+    finished = ours["status"] == "FINISHED"
+    if (~trial & ~smoke & on_real & finished).any():
+        return None
+    if trial.all():
+        return "trial"
+    if (trial | smoke).all():
+        return "smoke"
+    if not on_real[~trial & ~smoke].any():
+        return "synthetic"
+    return "failed"
+
+
+def missing_plan(runs: pd.DataFrame, cells: dict[tuple[str, str], Cell],
+                 datasets: Sequence[str] | None = None) -> tuple[list[str], dict[str, int]]:
+    """(one sweep command per kept recipe that fills its missing and stale cells on the real datasets
+    (``datasets`` among them; default every real one, with runs or not), {reason: recipes left out});
+    see ``recipe_reason``."""
+    runs = runs.assign(recipe=[recipe_of(str(n))[0] for n in runs["name"]])
+    real = real_datasets()
+    targets = [ds for ds in (real if datasets is None else datasets) if ds in real]  # every real set by default
+    out: list[str] = []
+    left: dict[str, int] = {}
+    for recipe, of_recipe in sorted(runs.groupby("recipe", sort=False), key=lambda kv: kv[0]):
+        why = recipe_reason(of_recipe, real)
+        if why is not None:
+            left[why] = left.get(why, 0) + 1
+            continue
+        usable = of_recipe[of_recipe["name_error"].isna()]
+        template = _template(str(usable["name"].iloc[0]))
         if "{}" not in template:
             template = "{}." + template  # a name without a dataset token: the token leads
-        todo = [ds for ds in shown if cells.get((recipe, ds), Cell("missing")).state in ("missing", "stale")]
+        todo = [ds for ds in targets if cells.get((recipe, ds), Cell("missing")).state in ("missing", "stale")]
         if todo:
             names = ",".join(_hydra_value(name_for(template, ds)) for ds in todo)
             out.append("python sweep.py -m " + shlex.quote(f"name={names}"))
-    return out
+    return out, left
+
+
+def left_out_line(left: dict[str, int]) -> str:
+    """``# left out 7 recipe(s): 3 only search trials, ...`` ('' when none was left out)."""
+    if not left:
+        return ""
+    parts = [f"{n} {LEFT_OUT[k]}" for k, n in sorted(left.items(), key=lambda kv: -kv[1])]
+    return f"# left out {sum(left.values())} recipe(s): " + ", ".join(parts)
+
+
+def missing_commands(runs: pd.DataFrame, cells: dict[tuple[str, str], Cell],
+                     datasets: Sequence[str] | None = None) -> list[str]:
+    """The commands of ``missing_plan``."""
+    return missing_plan(runs, cells, datasets)[0]

@@ -48,6 +48,7 @@ class Cell:
     approx: bool = False
     extras: dict[str, float] = field(default_factory=dict)
     remark: str = ""
+    decimals: dict[str, int] = field(default_factory=dict)  # label (val, test, ...) -> decimals as written
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,22 @@ def _fix_text(text: str) -> str:
         return text
 
 
+def decimals_of(number: str) -> int:
+    """The decimals a number was written with: ``'89.0'`` -> 1, ``'86.72'`` -> 2, ``'89'`` -> 0."""
+    return len(number.partition(".")[2])
+
+
+def params_decimals(text: str) -> int | None:
+    """The decimals of a #Params cell's number as written (``'9.69'`` -> 2), None without one."""
+    m = re.fullmatch(rf"\s*\**\s*({_NUM})\s*M?\s*\**\s*", text)
+    return decimals_of(m.group(1)) if m else None
+
+
+def cell_decimals(raw: str, metric: str = "val") -> dict[str, int]:
+    """{split: decimals as written} of a result cell (``'89.0'`` -> {'val': 1})."""
+    return parse_cell(raw, metric).decimals
+
+
 def parse_params(text: str) -> float | None:
     """``'42'`` -> 42.0; ``'?'``, ``''`` or anything else -> None."""
     m = re.fullmatch(rf"\s*\**\s*({_NUM})\s*M?\s*\**\s*", text)
@@ -96,6 +113,7 @@ def parse_cell(raw: str, metric: str = "val") -> Cell:
     text = _fix_text(raw).replace("**", "")
     text = _LINK.sub(r"\1", text)
     labelled: dict[str, float] = {}
+    written: dict[str, int] = {}
     epoch: int | None = None
 
     def take(m: re.Match[str]) -> str:
@@ -103,9 +121,10 @@ def parse_cell(raw: str, metric: str = "val") -> Cell:
         label, suffix, num = m.group(1).lower(), m.group(2), float(m.group(3))
         if label == "epoch" and suffix:
             epoch = int(suffix)
-            labelled.setdefault(metric, num)
+            if metric not in labelled:
+                labelled[metric], written[metric] = num, decimals_of(m.group(3))
         else:
-            labelled[label + suffix] = num
+            labelled[label + suffix], written[label + suffix] = num, decimals_of(m.group(3))
         return " "
 
     text = _LABELLED.sub(take, text)
@@ -120,6 +139,7 @@ def parse_cell(raw: str, metric: str = "val") -> Cell:
     approx = False
     if main_m:
         labelled[metric] = float(main_m.group(1))
+        written[metric] = decimals_of(main_m.group(1))
         approx = bool(main_m.group(2))
         text = text[: main_m.start()] + " " + text[main_m.end() :]
     main = labelled.get(metric)
@@ -136,6 +156,7 @@ def parse_cell(raw: str, metric: str = "val") -> Cell:
         approx=approx,
         extras=extras,
         remark=remark,
+        decimals={k: v for k, v in written.items() if k in ("val", "test")},
     )
 
 

@@ -28,6 +28,7 @@ TAGS = {
     "segsweep.kind": "kind",
     "segsweep.trial": "trial",
     "segsweep.error": "error",
+    "segsweep.name_error": "name_error",
     "segsweep.notes_name": "notes_name",
     "segsweep.notes_remark": "remark",
     "segsweep.notes_epoch": "notes_epoch",
@@ -35,6 +36,8 @@ TAGS = {
     "segsweep.notes_order": "notes_order",
     "segsweep.notes_metric": "notes_metric",
     "segsweep.notes_group": "notes_group",
+    "segsweep.notes_cell": "notes_cell",
+    "segsweep.notes_params_cell": "notes_params_cell",
     "segsweep.sweep": "sweep",
     "mlflow.parentRunId": "parent_run_id",
 }
@@ -44,7 +47,7 @@ COLUMNS = [
     "run_id", "experiment_id", "experiment", "run_name", "name", "display", "dataset", "source", "status",
     "start_time", "params_M", "val_mIoU", "test_mIoU", "epochs", "seed", "git_commit",
     "config_hash", "sweep_id", "parent_run_id", "trial", "error", "remark", "approx", "notes_order", "notes_metric",
-    "notes_group", "kind", "sweep",
+    "notes_group", "kind", "sweep", "val_dec", "test_dec", "params_dec", "name_error",
 ]  # fmt: skip
 
 
@@ -174,4 +177,23 @@ def _finish(df: pd.DataFrame) -> pd.DataFrame:
     notes_epoch = pd.to_numeric(df["notes_epoch"], errors="coerce")
     df["epochs"] = df["epochs"].where(df["epochs"].notna(), notes_epoch)
     df["notes_order"] = pd.to_numeric(df["notes_order"], errors="coerce")
+    df = df.assign(**_written_decimals(df))
     return df[COLUMNS].reset_index(drop=True)
+
+
+def _written_decimals(df: pd.DataFrame) -> dict[str, list[float]]:
+    """val_dec, test_dec, params_dec: the decimals a notes row's numbers were written with (NaN for
+    segsweep's measured values), from its raw cells, so a render shows ``89.0`` as the notes wrote it."""
+    from results.notes import cell_decimals, params_decimals
+
+    nan = float("nan")
+    out: dict[str, list[float]] = {"val_dec": [], "test_dec": [], "params_dec": []}
+    for source, cell, metric, pcell in zip(df["source"], df["notes_cell"], df["notes_metric"],
+                                          df["notes_params_cell"], strict=True):
+        written = cell_decimals(cell, metric if isinstance(metric, str) else "val") \
+            if source == "notes" and isinstance(cell, str) else {}
+        out["val_dec"].append(written.get("val", nan))
+        out["test_dec"].append(written.get("test", nan))
+        pdec = params_decimals(pcell) if source == "notes" and isinstance(pcell, str) else None
+        out["params_dec"].append(nan if pdec is None else pdec)
+    return out

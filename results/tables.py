@@ -55,12 +55,32 @@ class TableSpec:
             raise ValueError(f"unknown sort {self.sort!r} in table {self.key!r}; use one of {SORTS}")
 
 
-def fmt(value: float | None) -> str:
-    """A number as the notes write it: at most two decimals, no trailing zeros (``42``, ``9.69``)."""
+def decimals(written: float | None = None) -> int:
+    """The one precision rule of displayed numbers: one decimal, two where the source gave two or more.
+    ``written`` is the decimals a notes value was written with (``89.0`` -> 1, ``86.72`` -> 2, ``89`` -> 0);
+    None (or NaN) for a measured value, which has full precision: two decimals."""
+    if written is None or pd.isna(written):
+        return 2
+    return 1 if written <= 1 else 2
+
+
+def fmt(value: float | None, written: float | None = None) -> str:
+    """A displayed number (``decimals``): ``89`` -> ``89.0``, ``86.72`` -> ``86.72``, a measured
+    ``34.2234`` -> ``34.22``. The record keeps full precision; only what is shown is rounded."""
     if value is None or pd.isna(value):
         return ""
-    text = f"{value:.2f}".rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
+    text = f"{float(value):.{decimals(written)}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.0"
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` characters at a word boundary, an ellipsis for what is cut
+    (a first word longer than ``width`` is kept whole)."""
+    if len(text) <= width:
+        return text
+    head = text[: width - 1]
+    cut = head.rsplit(" ", 1)[0] if " " in head else text.split(" ", 1)[0]
+    return cut.rstrip(" ,;:") + "\u2026"
 
 
 def reported_splits(sel: pd.DataFrame) -> list[str]:
@@ -121,6 +141,9 @@ def _aggregate(sel: pd.DataFrame) -> pd.DataFrame:
         test_mean=("test_mIoU", "mean"),
         test_std=("test_mIoU", "std"),
         test_n=("test_mIoU", "count"),
+        val_dec=("val_dec", "first"),
+        test_dec=("test_dec", "first"),
+        params_dec=("params_dec", "first"),
     )
     runs: dict[str, list[str]] = {}
     seeds: dict[str, set[str]] = {}
@@ -139,9 +162,10 @@ def _metric_cell(r, col: str, show_epoch: bool) -> tuple[float | None, str]:
     mean, std, n = getattr(r, f"{col}_mean"), getattr(r, f"{col}_std"), getattr(r, f"{col}_n")
     if r.source == "notes":
         value = None if pd.isna(mean) else float(mean)
+        written = getattr(r, f"{col}_dec")
         if col != (r.notes_metric if isinstance(r.notes_metric, str) else "val"):
-            return value, fmt(value)
-        text = fmt(value)
+            return value, fmt(value, written)
+        text = fmt(value, written)
         if text and r.approx == "true":
             text += "~"
         extra = [f"epoch{int(r.epochs)}"] if show_epoch and text and not pd.isna(r.epochs) else []
@@ -197,7 +221,7 @@ def _failed_cell(r, with_status: bool, width: int = 90) -> str:
     """A FAILED row's one line: its error (``segsweep.error``), with the word FAILED unless a Status
     column already says it."""
     error = str(r.error).splitlines()[0] if isinstance(r.error, str) and r.error.strip() else ""
-    error = error if len(error) <= width else error[: width - 1] + "…"
+    error = clip(error, width)
     text = error.replace("|", "\\|")
     if with_status:
         return text or "(no error recorded)"
@@ -211,13 +235,15 @@ def _groups(a: pd.DataFrame) -> list[str]:
 
 
 def _with_separators(text: str, groups: list[str]) -> str:
-    """The markdown table with a ``|--|--|`` row wherever the group changes (the notes' separators)."""
+    """The markdown table split where the group changes (the notes' ``--|--`` rows): each group its own
+    table under the same header, a blank line between. A second ``|---|`` row inside one table would
+    render as a row of dashes."""
     lines = text.split("\n")
-    head, rule, body = lines[:2], lines[1], lines[2 : 2 + len(groups)]
+    head, body = lines[:2], lines[2 : 2 + len(groups)]
     out = [*head]
     for i, line in enumerate(body):
         if i and groups[i] != groups[i - 1]:
-            out.append(rule)
+            out += ["", *head]
         out.append(line)
     return "\n".join(out + lines[2 + len(groups) :])
 
@@ -272,9 +298,9 @@ def _column(a: pd.DataFrame, col: str, spec: TableSpec) -> list[str]:
             for c, b in zip(a[f"{col}_cell"], a[f"{col}_best"], strict=True)
         ]
     if col == "params":
-        return [fmt(v) for v in a["params"]]
+        return [fmt(v, d) for v, d in zip(a["params"], a["params_dec"], strict=True)]
     if col == "epochs":
-        return [fmt(v) for v in a["epochs"]]
+        return ["" if pd.isna(v) else str(int(v)) for v in a["epochs"]]
     if col == "status":
         return ["notes" if s == "notes" else str(st) for s, st in zip(a["source"], a["status"], strict=True)]
     if col == "seeds":

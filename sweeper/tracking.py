@@ -499,12 +499,24 @@ NOTE_TAG = "mlflow.note.content"  # the description the UI shows (experiments an
 #: MLflow 3.17's UI chooses GenAI or model-training pages by the ``workflowType`` URL parameter (else the
 #: browser's last choice, GenAI at first), not by the tag: segsweep's links carry it.
 UI_QUERY = "workflowType=machine_learning"
+#: MLflow 3.17's shared views: the experiment tag ``mlflow.sharedViewState.<key>`` holds a runs-table state
+#: (columns, sort) that the URL parameter ``viewStateShareKey=<key>`` opens (the UI's "Copy share link").
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
+DEFAULT_VIEW_KEY = "segsweep-default"
+DEFAULT_VIEW = {"selectedColumns": ["metrics.`final_val_mIoU`", "metrics.`final_test_mIoU`", "metrics.`params_M`",
+                                    "params.`seed`"],
+                "orderByKey": "metrics.`final_val_mIoU`", "orderByAsc": False}
 
 
 def ui_url(base: str, experiment_id: str, run_id: str | None = None) -> str:
-    """The MLflow UI page of an experiment's runs table (or of one run) that opens on model training."""
-    page = f"{base.rstrip('/')}/#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
-    return f"{page}?{UI_QUERY}"
+    """The MLflow UI page of an experiment's runs table (in segsweep's default view: mIoU, #Params and
+    seed as columns, best first), of one run, or, with ``experiment_id`` '', the experiment list (whose
+    links keep the parameter); each opens on model training (``UI_QUERY``)."""
+    page = f"{base.rstrip('/')}/#/experiments" + (f"/{experiment_id}" if experiment_id else "")
+    if experiment_id and run_id:
+        return f"{page}/runs/{run_id}?{UI_QUERY}"
+    view = f"&viewStateShareKey={DEFAULT_VIEW_KEY}" if experiment_id else ""
+    return f"{page}/runs?{UI_QUERY}{view}" if experiment_id else f"{page}?{UI_QUERY}"
 
 
 def experiment_description(name: str) -> str:
@@ -516,12 +528,18 @@ def experiment_description(name: str) -> str:
 
 
 def describe_experiment(client: MlflowClient, experiment_id: str, name: str) -> None:
-    """Tag an experiment so the UI opens on its runs table, with a description (kept when set)."""
+    """Tag an experiment so the UI opens on its runs table, with a description (kept when set) and
+    segsweep's default view of the table (``DEFAULT_VIEW``, opened by ``ui_url``'s links)."""
+    import json
+
     tags = client.get_experiment(experiment_id).tags
     if tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     if not tags.get(NOTE_TAG):
         client.set_experiment_tag(experiment_id, NOTE_TAG, experiment_description(name))
+    view = json.dumps(DEFAULT_VIEW, sort_keys=True)
+    if tags.get(SHARED_VIEW_TAG + DEFAULT_VIEW_KEY) != view:
+        client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + DEFAULT_VIEW_KEY, view)
 
 
 def history_experiment(client: MlflowClient, name: str) -> str:

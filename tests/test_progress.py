@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import struct
@@ -47,6 +48,29 @@ def test_start_and_end_lines():
                      "resuming after epoch 2")
     assert progress.end_line({"val_mIoU": 1.0, "final_val_mIoU": 61.234}) == \
         "[segsweep] final evaluation: val mIoU 61.23"
+
+
+def test_the_lines_reach_the_log_files_but_not_the_console_twice(tmp_path: Path, capsys):
+    """Hydra's job log is a FileHandler on the root logger, its console a StreamHandler: the line goes to
+    the file through logging and to stdout once (not again through the console handler)."""
+    root = logging.getLogger()
+    log_file = logging.FileHandler(tmp_path / "sweep.log")
+    log_file.setFormatter(logging.Formatter("[%(name)s][%(levelname)s] - %(message)s"))
+    console = logging.StreamHandler(sys.stdout)
+    old_level = root.level
+    root.addHandler(log_file)
+    root.addHandler(console)
+    root.setLevel(logging.INFO)
+    try:
+        line = progress.epoch_line(1, 2, {"train_loss": 1.0, "val_mIoU": 5.0, LR_METRIC: 1e-3})
+        progress.emit(line)
+    finally:
+        root.removeHandler(log_file)
+        root.removeHandler(console)
+        root.setLevel(old_level)
+        log_file.close()
+    assert (tmp_path / "sweep.log").read_text() == f"[engine.progress][INFO] - {line}\n"
+    assert capsys.readouterr().out == line + "\n"
 
 
 def test_is_terminal_tells_a_pty_from_a_file(tmp_path: Path):
@@ -124,4 +148,8 @@ def test_a_run_with_stdout_to_a_file_prints_a_line_per_epoch(tmp_path: Path):
     assert any(line.startswith("[segsweep] training 2 epochs x 2 steps") for line in lines)
     assert any(line.startswith("[segsweep] final evaluation: val mIoU ") for line in lines)
     assert "\r" not in out.read_text() + err.read_text()  # no bar in a log
+    (job_log,) = (tmp_path / "o" / "single").glob("*/sweep.log")  # Hydra's job log holds the same lines
+    logged = [ln.split(" - ", 1)[1] for ln in job_log.read_text().splitlines() if " - [segsweep] " in ln]
+    assert logged == [ln for ln in lines if ln.startswith(("[segsweep] training", "[segsweep] epoch",
+                                                          "[segsweep] final"))], job_log.read_text()
     print(f"first output after {first_output:.2f} s")

@@ -113,7 +113,7 @@ def test_import_names_through_the_codec(tmp_path):
 def _rendered_rows(text: str) -> list[dict[str, str]]:
     lines = [ln for ln in text.splitlines() if ln.startswith("|")]
     header = split_row(lines[0])
-    rows = [ln for ln in lines[2:] if not SEPARATOR.match(ln)]  # the notes' group separators
+    rows = [ln for ln in lines[1:] if not SEPARATOR.match(ln) and ln != lines[0]]  # a table per notes group
     return [dict(zip(header, split_row(ln), strict=True)) for ln in rows]
 
 
@@ -159,7 +159,7 @@ def test_render_keeps_outside_bytes_and_crlf(notes_store, tmp_path):
     assert data.startswith(head + "<!-- segsweep:begin aerial -->\r\n")
     assert data.endswith("<!-- segsweep:end aerial -->" + tail)
     assert "stale" not in data and "| Arch" in data and "\n" not in data.replace("\r\n", "")
-    assert "**90**" in data  # the best aerial value is bold
+    assert "**90.0**" in data and "| 89.0 " in data and "| 89 " not in data  # the notes' digits; the best bold
     old, new = render_file(path, load_runs(notes_store))
     assert old == new  # a second render changes nothing
 
@@ -250,9 +250,9 @@ def test_table_seeds_status_bold_and_stale_marks(sweep_store):
     assert df.set_index("name").loc["c", "epochs"] == 3
     text = render_table(df, TableSpec("camvid", "camvid", ("params", "val", "status")), lambda n, s: "h")
     rows = {r["Arch"]: r for r in _rendered_rows(text)}
-    assert rows["a"]["Val mIoU"] == "52 ± 2 (3)"
-    assert rows["b\u2020"]["Val mIoU"] == "**60**"  # reference = the newest run's commit (c1): b is †
-    assert rows["c"]["Val mIoU"] == "RUNNING (epoch 3: 45)" and rows["c"]["Status"] == "RUNNING"
+    assert rows["a"]["Val mIoU"] == "52.00 ± 2.00 (3)"  # measured values: two decimals (results.tables.fmt)
+    assert rows["b\u2020"]["Val mIoU"] == "**60.00**"  # reference = the newest run's commit (c1): b is †
+    assert rows["c"]["Val mIoU"] == "RUNNING (epoch 3: 45.00)" and rows["c"]["Status"] == "RUNNING"
     failed = "RuntimeError: CUDA out of memory, batch 8"  # its first line, told once
     assert (rows["d"]["Val mIoU"], rows["d"]["Status"]) == (failed, "FAILED")
     without_status = {r["Arch"]: r for r in _rendered_rows(render_table(df, TableSpec("camvid", "camvid", ("val",))))}
@@ -302,7 +302,7 @@ def test_readme_refresh_writes_tables_and_plots(sweep_store, tmp_path, monkeypat
     out = refresh(sweep_store, tmp_path / "results" / "README.md")
     text = out.read_text()
     assert text.startswith("<!-- Auto-generated")
-    assert "## camvid" in text and "52 ± 2 (3)" in text
+    assert "## camvid" in text and "52.00 ± 2.00 (3)" in text
     assert (out.parent / "camvid_params_miou.png").stat().st_size > 1000
     assert (out.parent / "camvid_curves.png").stat().st_size > 1000
     assert "](camvid_curves.png)" in text
@@ -355,7 +355,7 @@ def test_trials_table_and_plot(tmp_path):
         client.set_terminated(rid)
     rows = _rendered_rows(trials_table(parent, uri))
     assert [r["Trial"] for r in rows] == ["0", "1", "2"]
-    assert rows[1]["Val mIoU"] == "**55.5**"
+    assert rows[1]["Val mIoU"] == "**55.50**"  # a measured value: two decimals
     assert trials_plot(parent, tmp_path / "t.png", uri).stat().st_size > 1000
 
 
@@ -378,3 +378,32 @@ def test_config_hash_cache_follows_every_file_of_the_codec_package(tmp_path):
     assert hashes._tree_digest() != before
     (conf / "sweep.yaml").write_text("seed: 1\n")
     assert len({before, hashes._tree_digest()}) == 2
+
+
+def test_readme_links_open_the_named_ui(tmp_path, monkeypatch):
+    """`results readme --ui-url URL`: the README's experiment links and a sweep page's run links open that
+    UI; without it, a tracking server's own URL, else http://127.0.0.1:5000 (issue 29.10)."""
+    from results.readme import ui_base
+
+    monkeypatch.setenv("SEGSWEEP_CACHE", str(tmp_path / "cache"))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("camvid")
+    parent = client.create_run(exp, tags={"segsweep.kind": "sweep", "segsweep.sweep_id": "s1",
+                                          "segsweep.sweep": "sweep seed=0"}).info.run_id
+    kid = client.create_run(exp, tags={"segsweep.name": "camvid.x", "segsweep.dataset": "camvid", "segsweep.seed": "0",
+                                       "segsweep.sweep_id": "s1", "mlflow.parentRunId": parent}).info.run_id
+    client.log_batch(kid, metrics=[Metric("final_val_mIoU", 40.0, 0, 0)])
+    client.set_terminated(kid)
+    client.set_terminated(parent)
+    res = _cli("readme", "--out", str(tmp_path / "r" / "README.md"), "--ui-url", "http://mlflow.lab:8080/", uri=uri)
+    assert res.returncode == 0, res.stderr
+    readme, page = (tmp_path / "r" / "README.md").read_text(), (tmp_path / "r" / "sweeps" / "s1.md").read_text()
+    assert f"(http://mlflow.lab:8080/#/experiments/{exp}/runs?" in readme
+    assert f"(http://mlflow.lab:8080/#/experiments/{exp}/runs/{kid}?" in page
+    assert f"(http://mlflow.lab:8080/#/experiments/{exp}/runs/{parent}?" in page
+    assert "127.0.0.1" not in readme + page
+    assert ui_base(uri) == "http://127.0.0.1:5000" and ui_base("https://srv:5443/") == "https://srv:5443"
+    bad = _cli("readme", "--out", str(tmp_path / "x" / "README.md"), "--ui-url", "mlflow.lab", uri=uri)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--ui-url" in bad.stderr
+    assert not (tmp_path / "x").exists()

@@ -116,8 +116,10 @@ def test_render_keeps_the_notes_groups_and_the_test_column(notes_uri):
     text = render_table(runs, TableSpec("camvid", "camvid"))
     lines = text.splitlines()
     assert lines[0].split("|")[1:-1][-1].strip() == "Test mIoU" and "Val mIoU" not in lines[0]  # what CamVid reports
-    inner_rules = [i for i, ln in enumerate(lines[2:], 2) if set(ln) <= set("|:-")]
-    assert len(inner_rules) == 4  # the notes' CamVid table has four group separators
+    tables = [t.splitlines() for t in text.split("\n\n") if t.startswith("|")]
+    assert len(tables) == 5  # the notes' CamVid table has four group separators: five groups, five tables
+    assert all(t[0] == lines[0] and set(t[1]) <= set("|:- ") for t in tables)  # each under the same header
+    assert not [ln for t in tables for ln in t[2:] if set(ln) <= set("|:- ")]  # no row of dashes in a table
     by_miou = render_table(runs, TableSpec("camvid", "camvid", sort="miou"))
     values = [parse_cell(ln.split("|")[-2]).main for ln in by_miou.splitlines()[2:] if ln.startswith("| ")]
     shown = [v for v in values if v is not None]
@@ -190,13 +192,15 @@ def test_matrix_cell_states_from_segsweep_runs(tmp_path):
     run("voc", 1, "FINISHED", 54.0)
     run("camvid", 0, "FAILED", error="ValueError: boom\ntrace")
     frame, cells = matrix.build(load_runs(uri), hash_fn=lambda name, seed: "h")
-    assert frame.loc["scratch.x", "voc (val mIoU)"] == "52 ± 2.83 (2)"
+    assert frame.loc["scratch.x", "voc (val mIoU)"] == "52.00 ± 2.83 (2)"
     assert (cells[("scratch.x", "camvid")].state, frame.loc["scratch.x", "camvid (val mIoU)"]) == (
         "failed", "failed: ValueError: boom")
     run("camvid", 1, "RUNNING")
     _, cells = matrix.build(load_runs(uri), hash_fn=lambda name, seed: "new")  # the config tree changed
     assert cells[("scratch.x", "voc")].state == "stale" and cells[("scratch.x", "camvid")].state == "running"
-    assert matrix.missing_commands(load_runs(uri), cells) == ["python sweep.py -m name=voc.scratch.x"]
+    assert matrix.missing_commands(load_runs(uri), cells) == [  # stale voc, and the real sets it has no run on
+        "python sweep.py -m name=voc.scratch.x,cityscapes.scratch.x,aerial.scratch.x"]
+    assert matrix.missing_commands(load_runs(uri), cells, ["voc", "camvid"]) == ["python sweep.py -m name=voc.scratch.x"]
 
 
 # ---- the sweep parent's record ----------------------------------------------------------------------------
@@ -258,7 +262,7 @@ def test_a_run_evaluated_on_test_lands_in_the_test_column(tmp_path):
     text = render_table(load_runs(uri), TableSpec("camvid", "camvid"))
     header, _, row = text.splitlines()[:3]
     assert [c.strip() for c in header.split("|")[1:-1]] == ["Arch", "#Params(M)", "Test mIoU", "Seeds"]
-    assert [c.strip() for c in row.split("|")[1:-1]] == ["camvid.x", "", "**61 ± 1.41 (2)**", "0, 1"]
+    assert [c.strip() for c in row.split("|")[1:-1]] == ["camvid.x", "", "**61.00 ± 1.41 (2)**", "0, 1"]
 
 
 def test_a_search_parent_gets_the_trials_summary_and_its_command(tmp_path):
@@ -277,3 +281,113 @@ def test_a_search_parent_gets_the_trials_summary_and_its_command(tmp_path):
     assert run.data.tags["segsweep.command"].startswith("python ")
     assert "2/2 jobs ended: 2 finished, 0 failed." in run.data.tags["mlflow.note.content"]
     assert run.data.metrics["best_final_val_mIoU"] == 47.5 and run.info.status == "FINISHED"
+
+
+# ---- what a plot says: labels that differ, what it leaves out, scratch vs pretrained, one #Params -------
+
+TRIALS = [f"synthetic.scratch.imagesize32.dense30k12.{lr}.train-epochs-3.train-max_steps_per_epoch-2"
+          for lr in ("lr1p61e-3", "lr4p2e-4", "lr2e-2")]  # three search trials: only the lr token differs
+
+
+def test_labels_keep_the_differing_token_and_never_cut_one():
+    from results.plots import distinct_labels, short_label
+
+    labels, caption = distinct_labels(TRIALS)
+    assert labels == ["\u2026lr1p61e-3\u2026", "\u2026lr4p2e-4\u2026", "\u2026lr2e-2\u2026"]
+    assert len(set(labels)) == 3
+    assert "synthetic.scratch.imagesize32.dense30k12" in caption and "train-max_steps_per_epoch-2" in caption
+    voc = ["deeplabv2.voc.imagesize473", "deeplabv2.voc.imagesize321.densenet31k48.scratch"]
+    assert distinct_labels(voc)[0] == ["\u2026imagesize473", "\u2026imagesize321.densenet31k48.scratch"]
+    long = "camvid.scratch.imagesize321.stem.nocompression.nopooling.dense30k48.newdid6.3gpu.regularization2e-4"
+    cut = short_label(long, 44)
+    assert cut.startswith("\u2026") and long.endswith(cut[1:]) and len(cut) <= 44
+    assert cut[1:].split(".")[0] in long.split(".")  # cut at a token boundary, never mid-token
+    assert short_label("x" * 60, 44) == "x" * 60  # a single long token is kept whole
+
+
+def test_curve_legends_of_three_trials_differ(tmp_path):
+    from matplotlib.figure import Figure
+
+    curves = {n: pd.DataFrame({"seed 0": [30.0 + i, 31.0 + i]}, index=[1, 2]) for i, n in enumerate(TRIALS)}
+    captured = {}
+    original = Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        captured["legend"] = [t.get_text() for t in self.axes[0].get_legend().get_texts()]
+        captured["caption"] = [t.get_text() for t in self.texts]
+        return original(self, *args, **kwargs)
+
+    Figure.savefig = keep
+    try:
+        curves_plot(curves, "synthetic", tmp_path / "c.png")
+    finally:
+        Figure.savefig = original
+    assert captured["legend"] == [f"\u2026{lr}\u2026 (1 seed)" for lr in ("lr1p61e-3", "lr4p2e-4", "lr2e-2")]
+    assert "dense30k12" in captured["caption"][0]  # the folded common part is said once, under the axes
+
+
+def test_the_voc_plot_says_what_it_leaves_out_and_marks_pretrained(notes_uri, tmp_path):
+    from results.readme import plot_points
+
+    runs = load_runs(notes_uri)
+    pts = plot_points(runs[runs["dataset"] == "voc"])
+    result = params_plot(pts, "voc", tmp_path / "voc.png")
+    assert result.kind == "scatter"
+    assert "71.6" in result.caption and "without #Params" in result.caption  # the table's bold best, no #Params
+    assert {"label": "deeplabv3.voc.imagesize473", "mIoU": 71.6, "split": "val"} in result.left_out
+    inits = {p["label"]: p["init"] for p in result.labelled}
+    assert inits["deeplabv2.voc.imagesize473"] == "pretrained"  # the ResNet on ImageNet weights
+    assert inits["deeplabv2.voc.imagesize321.densenet31k48.scratch"] == "scratch"
+    assert any(t.endswith("(pretrained)") for t in result.texts)
+    for text, point in zip(result.texts, result.labelled, strict=True):  # whole tokens of the name, never cut
+        shown = text.split("  ")[0].strip("\u2026")
+        assert f".{shown}." in f".{point['label']}.", (text, point["label"])
+    assert not [t for t in result.texts if t.startswith("deeplabv2.voc")]  # the common prefix is folded
+    from results.plots import init_of
+
+    assert [init_of(n) for n in ("camvid.noscratch.x", "camvid.scratch_no.resnet50", "x.dense30k48", "x.res50")] == \
+        ["pretrained", "pretrained", "scratch", "pretrained"]
+
+
+def test_one_params_for_every_point_makes_a_strip_of_runs(tmp_path):
+    points = pd.DataFrame({"label": TRIALS, "params_M": 0.3412, "mIoU": [34.6, 33.2, 35.9], "split": "val",
+                           "source": "segsweep"})
+    runs = pd.concat([points.assign(mIoU=points["mIoU"] - 0.5), points.assign(mIoU=points["mIoU"] + 0.5)])
+    result = params_plot(points, "synthetic", tmp_path / "s.png", runs, strip_title="synthetic: per run")
+    assert result.kind == "strip" and len(result.labelled) == 6  # a point per run (two seeds a name)
+    assert result.texts == ["\u2026lr2e-2\u2026", "\u2026lr1p61e-3\u2026", "\u2026lr4p2e-4\u2026"]  # best first
+    assert "every run has 0.34 M params" in result.caption
+    assert result.path.stat().st_size > 5000
+
+
+def test_matrix_missing_proposes_real_datasets_for_notes_and_named_variants_only(tmp_path):
+    """Search trials, smoke runs, the synthetic set and failed-only recipes get no command; a comment
+    line counts them by reason; a failed cell's error is cut at a word (issue 29.7)."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exps = {ds: client.create_experiment(ds) for ds in ("voc", "camvid", "synthetic")}
+
+    def run(name, ds, status="FINISHED", **tags):
+        base = {"segsweep.name": name, "segsweep.dataset": ds, "segsweep.seed": "0", "segsweep.source": "segsweep"}
+        rid = client.create_run(exps[ds], tags={**base, **tags}).info.run_id
+        client.log_batch(rid, metrics=[Metric("final_val_mIoU", 40.0, 0, 0)] if status == "FINISHED" else [])
+        client.set_terminated(rid, status)
+
+    run("voc.scratch.dense30k48", "voc")  # the user's named variant, finished on a real set: proposed
+    run("voc.scratch.dense30k12.lr1p61e-3", "voc", **{"segsweep.trial": "0"})  # a search trial
+    run("voc.scratch.dense30k12.train-max_steps_per_epoch-2", "voc")  # a smoke run
+    run("synthetic.scratch.dense30k12", "synthetic")  # the quick start
+    run("voc.scratch.dense30k60", "voc", "FAILED", **{
+        "segsweep.error": "RuntimeError: CUDA out of memory while allocating the decoder; lower batch_size "
+                          "or check the device"})
+    frame, cells = matrix.build(load_runs(uri))
+    commands, left = matrix.missing_plan(load_runs(uri), cells)
+    assert commands == ["python sweep.py -m name=camvid.scratch.dense30k48,cityscapes.scratch.dense30k48,"
+                        "aerial.scratch.dense30k48"]  # every real set it lacks; never synthetic
+    assert left == {"trial": 1, "smoke": 1, "synthetic": 1, "failed": 1}
+    line = matrix.left_out_line(left)
+    assert line.startswith("# left out 4 recipe(s): ") and "only search trials" in line and "smoke" in line
+    error = frame.loc["scratch.dense30k60", "voc (val mIoU)"]
+    words = "RuntimeError: CUDA out of memory while allocating the decoder; lower batch_size or check the device"
+    assert error.endswith("\u2026") and error.removesuffix("\u2026").split()[-1].rstrip(";") in words.replace(";", "").split(" ")
+    assert matrix.real_datasets() == ("voc", "camvid", "cityscapes", "aerial")

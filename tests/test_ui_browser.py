@@ -82,7 +82,7 @@ def ui(tmp_path_factory):
         tags = {"mlflow.runName": f"synthetic.x seed {seed}", "segsweep.name": "synthetic.x",
                 "segsweep.seed": str(seed), "segsweep.run_key": f"k{seed}", "mlflow.parentRunId": parent}
         rid = tracking.create_run(client, exp, cfg, tags)
-        client.log_batch(rid, metrics=[Metric("final_val_mIoU", value, 0, 0)])
+        client.log_batch(rid, metrics=[Metric("final_val_mIoU", value, 0, 0), Metric("params_M", 0.34, 0, 0)])
         client.set_terminated(rid)
         cells.append({"name": "synthetic.x", "run_key": f"k{seed}", "uri": uri, "experiment": "synthetic",
                       "experiment_id": exp, "seed": str(seed)})
@@ -106,7 +106,7 @@ def ui(tmp_path_factory):
                 if proc.poll() is not None or time.time() > deadline:
                     pytest.fail(f"mlflow ui did not come up: {(tmp / 'ui.log').read_text()[-2000:]}")
                 time.sleep(0.5)
-        yield {"base": base, "exp": exp, "parent": parent, "jobs": jobs, "tmp": tmp}
+        yield {"base": base, "exp": exp, "parent": parent, "jobs": jobs, "tmp": tmp, "uri": uri}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the UI and its workers (own process group)
         try:
@@ -127,6 +127,22 @@ def test_the_experiment_link_lands_on_the_runs_table(ui):
 
 
 @pytest.mark.slow
+def test_the_experiment_link_opens_segsweeps_default_view(ui):
+    """The link's ``viewStateShareKey`` opens the view segsweep stored on the experiment: mIoU, #Params and
+    seed as columns of the runs table (MLflow's own default shows none of them)."""
+    import re
+
+    dom = _dom(_browser(), tracking.ui_url(ui["base"], ui["exp"]), ui["tmp"])
+    columns = set(re.findall(r'col-id="([^"]+)"', dom))  # the runs table's columns (ag-grid)
+    assert {"metrics.`final_val_mIoU`", "metrics.`params_M`", "params.`seed`"} <= columns, sorted(columns)
+    assert "share key is invalid" not in _text(dom)
+    plain = set(re.findall(r'col-id="([^"]+)"', _dom(_browser(), tracking.ui_url(ui["base"], ui["exp"]).split("&")[0],
+                                                         ui["tmp"])))
+    assert plain and not {c for c in plain if c.startswith(("metrics.", "params."))}, sorted(plain)
+    # (without the view MLflow shows no metric or param column: the view did it)
+
+
+@pytest.mark.slow
 def test_the_parent_shows_its_axes_counts_and_best(ui):
     text = _text(_dom(_browser(), tracking.ui_url(ui["base"], ui["exp"], ui["parent"]), ui["tmp"]))
     for word in ("jobs_finished", "jobs_failed", "best_final_val_mIoU", "43.75", "sweep.axes", "train.epochs"):
@@ -139,3 +155,16 @@ def test_a_job_shows_its_config_artifact(ui):
     url = tracking.ui_url(ui["base"], ui["exp"], ui["jobs"][1]).replace("?", "/artifacts/config.yaml?")
     text = _text(_dom(_browser(), url, ui["tmp"]))
     assert "config.yaml" in text and "segsweepmarker1" in text
+
+
+@pytest.mark.slow
+def test_the_plain_url_still_lands_on_mlflows_genai_page(ui):
+    """MLflow 3.17's UI ignores ``mlflow.experimentKind`` (set: see the fixture) and opens the plain
+    ``#/experiments/<id>`` on GenAI in a fresh browser (docs/ui.md). When this fails, MLflow honours the
+    tag: the plain URL then opens the runs table and segsweep's ``workflowType`` links can go."""
+    from mlflow import MlflowClient
+
+    tags = MlflowClient(ui["uri"]).get_experiment(ui["exp"]).tags
+    assert tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    text = _text(_dom(_browser(), f"{ui['base']}/#/experiments/{ui['exp']}", ui["tmp"]))
+    assert "Traces" in text or "Usage" in text, "the plain URL no longer lands on GenAI: update docs/ui.md"
