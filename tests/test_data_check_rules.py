@@ -184,7 +184,8 @@ def test_what_is_corrupt_and_what_is_only_wrong(tmp_path: Path):
     assert read_header(tmp_path / "nope.png", "label") == Problem(tmp_path / "nope.png", "label file not found")
     mat = tmp_path / "x.MAT"
     mat.write_bytes(b"MATLAB 5.0")
-    assert not read_header(mat, "label").corrupt
+    got = read_header(mat, "label")
+    assert got.path == mat and not got.corrupt and "is an SBD .mat file" in got.reason
     garbage = tmp_path / "garbage.png"
     garbage.write_bytes(b"not an image at all")
     got = read_header(garbage, "image")
@@ -233,6 +234,20 @@ def test_a_jpeg_end_marker_may_be_followed_by_padding(tmp_path: Path):
     assert read_header(jpeg, "image").reason == "truncated JPEG (no end-of-image marker)"
 
 
+def test_a_multi_picture_jpeg_is_checked_like_a_jpeg(tmp_path: Path):
+    """Cameras write MPO (JPEG frames in a row): the first frame decodes even when the file is cut."""
+    rng = np.random.default_rng(0)
+    first, second = (Image.fromarray(rand_image(rng, 64, 64)) for _ in range(2))
+    mpo = tmp_path / "a.mpo"
+    first.save(mpo, format="MPO", save_all=True, append_images=[second])
+    assert read_header(mpo, "image").size == (64, 64)
+    truncate(mpo, keep=0.9)
+    with Image.open(mpo) as img:
+        assert img.format == "MPO"
+        img.load()  # what decoding alone would conclude: nothing wrong
+    assert read_header(mpo, "image").reason == "truncated JPEG (no end-of-image marker)"
+
+
 def test_other_formats_are_decoded_to_find_truncation(tmp_path: Path):
     bmp = tmp_path / "a.bmp"
     Image.fromarray(rand_image(np.random.default_rng(0), H, W)).save(bmp)
@@ -253,6 +268,7 @@ def test_a_tiff_strip_or_tile_table_past_the_end_is_truncated():
     assert _tiff_incomplete(tiff({324: (8, 40), 325: (32, 120)}), 150) == (
         "truncated TIFF (pixel data ends at byte 160, the file has 150)")
     assert _tiff_incomplete(tiff({273: (8,), 279: (10,), 324: (8,), 325: (500,)}), 150) is None  # strips win
+    assert _tiff_incomplete(tiff({273: (8, 100, 120), 279: (92, 50)}), 150) is None  # checked as far as it pairs
 
 
 def test_a_tiff_without_a_strip_table_is_decoded(tmp_path: Path):
