@@ -12,11 +12,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from sweeper import LAUNCH_DIR_ENV, cli_help
-from sweeper.naming import register_backbones
 from sweeper.shutdown import run_cli
 
 os.environ.setdefault(LAUNCH_DIR_ENV, os.getcwd())
-register_backbones()  # the backbone=dense{L}k{K} options, before Hydra composes
 cli_help.register()  # the resolvers of conf/hydra/help/segsweep.yaml
 if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
     cli_help.skip_hydras_group_listing()

@@ -14,6 +14,8 @@ from urllib.parse import unquote
 
 import pandas as pd
 
+from sweeper.errors import StoreError
+
 DEFAULT_URI = "sqlite:///mlflow.db"
 
 # tag key -> column
@@ -52,10 +54,6 @@ COLUMNS = [
 
 
 PARENT_KINDS = ("sweep", "search")  # parent runs summarise their jobs; they are not results
-
-
-class StoreError(RuntimeError):
-    """The tracking store cannot be read."""
 
 
 def default_uri() -> str:

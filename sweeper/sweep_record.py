@@ -59,7 +59,6 @@ class JobRow:
     error: str = ""
 
 
-JobState = JobRow  # the old name, until tests/test_results_views.py imports JobRow (the lead removes it)
 
 
 # --------------------------------------------------------------------------- pure decisions

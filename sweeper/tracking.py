@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from data.registry import DECLARATION_KEYS
 from engine.callbacks import Callback, split_metric
+from models.families import DECLARATION_KEYS as BACKBONE_DECLARATION_KEYS
 from sweeper.errors import StoreError
 from sweeper.store_template import seed_sqlite_store
 
@@ -40,7 +41,8 @@ SWEEP_CONFIG = REPO_DIR / "conf" / "sweep.yaml"
 #: config keys that say where and how a run is tracked or launched, not what it computes: left out
 #: of the params (the ``config.yaml`` artifact keeps them; ``annotations`` is a tag)
 BOOKKEEPING_KEYS = ("name", "output_root", "force", "annotations", "tracking", "launcher", "optuna", "sweep",
-                    "hydra", *(f"dataset.{key}" for key in DECLARATION_KEYS))
+                    "hydra", *(f"dataset.{key}" for key in DECLARATION_KEYS),
+                    *(f"backbone.{key}" for key in BACKBONE_DECLARATION_KEYS))
 
 
 def resolve_uri(uri: str | None, base: Path | None = None) -> str:

@@ -14,15 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.naming import register_backbones
-
 #: One torch (OpenMP) thread in each test process and in every process a test starts, unless set:
 #: the tests run in parallel, a worker per core, and threads beyond the cores spin-wait on each
 #: other (measured on 2 cores beside one busy test: a 2-step sweep.py run took 31-39 s of CPU with
 #: 2 threads, 17-18 s with 1).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-register_backbones()  # the generated backbone=dense{L}k{K} options, for every test that composes with Hydra
 
 REPO = Path(__file__).resolve().parents[1]
 NOTES = REPO / "tests" / "data" / "deeplab-notes.md"

@@ -23,7 +23,7 @@ from results.query import load_runs, load_runs_and_parents
 from results.render import MarkerError, parse_spec
 from results.tables import TableSpec, render_table
 from sweeper import sweep_record, tracking
-from sweeper.sweep_record import JobState
+from sweeper.sweep_record import JobRow
 
 NOTES = Path(__file__).parent / "data" / "deeplab-notes.md"
 
@@ -214,11 +214,11 @@ def test_split_overrides_tells_axes_from_fixed():
 
 
 def test_summary_counts_best_and_seeds():
-    jobs = [JobState("a", "0", "FINISHED", "r0", val=50.0), JobState("a", "1", "FINISHED", "r1", val=54.123),
-            JobState("b", "0", "FAILED", "r2", error="RuntimeError: x | y\nmore"), JobState("c")]
+    jobs = [JobRow("a", "0", "FINISHED", "r0", val=50.0), JobRow("a", "1", "FINISHED", "r1", val=54.123),
+            JobRow("b", "0", "FAILED", "r2", error="RuntimeError: x | y\nmore"), JobRow("c")]
     metrics = sweep_record.parent_metrics(jobs, skipped=1)
     assert metrics == {"jobs_total": 4, "jobs_finished": 2, "jobs_failed": 1, "jobs_killed": 0, "jobs_running": 0,
-                       "jobs_pending": 1, "jobs_skipped": 1, "best_final_val_mIoU": 54.12}
+                       "jobs_pending": 1, "jobs_skipped": 1, "best_final_val_mIoU": 54.123}
     text = sweep_record.summary_markdown("sweep seed=0,1", jobs, skipped=1)
     assert "3/4 jobs ended: 2 finished, 1 failed, 1 pending, 1 skipped" in text
     assert "Best final val mIoU: **54.12** (`a`, seed 1)" in text
@@ -245,7 +245,7 @@ def test_record_on_a_real_store(tmp_path):
     run = client.get_run(parent)
     assert run.data.metrics["jobs_finished"] == 1 and run.data.metrics["best_final_val_mIoU"] == 41.5
     assert "1/2 jobs ended" in run.data.tags["mlflow.note.content"]
-    assert [m.step for m in client.get_metric_history(parent, "jobs_finished")][-1] == 1
+    assert [m.step for m in client.get_metric_history(parent, "jobs_finished")][-1] == 2
     _, parents = load_runs_and_parents(uri)
     assert list(parents["run_id"]) == [parent]
 

@@ -42,7 +42,6 @@ from sweeper.naming.configs import (
     UNHASHED_NESTED_KEYS,
     backbone_summary,
     config_hash,
-    register_backbones,
     semantic_config,
 )
 from sweeper.naming.errors import BadNameError, ConflictingTokensError, UnknownTokenError
@@ -63,5 +62,5 @@ def apply_seed_name(cfg: DictConfig, explicit: Iterable[str]) -> DictConfig:
 __all__ = ["ANNOTATIONS", "CONF_DIR", "DENSE_LAYOUTS", "GROWTHS", "KNOWN_SPELLINGS", "TABLE", "UNHASHED_KEYS",
            "UNHASHED_NESTED_KEYS", "BadNameError", "ConflictingTokensError", "UnknownTokenError",
            "apply_seed_name", "backbone_summary", "canonical", "compose", "compose_config", "compose_overrides", "compose_semantic",
-           "config_hash", "decode", "explain", "hash_of", "parse", "plan_of", "read_name", "register_backbones", "run_key", "semantic",
+           "config_hash", "decode", "explain", "hash_of", "parse", "plan_of", "read_name", "run_key", "semantic",
            "semantic_config", "split_tokens"]

@@ -181,13 +181,6 @@ def leaves(node: dict) -> dict[str, Any]:
 # Composition and the hash
 
 
-def register_backbones() -> None:
-    """Nothing to do: the ``dense{L}k{K}`` options are files of conf/backbone/ (``write_backbones``).
-
-    Kept for callers from before the files (sweep.py, tests/conftest.py): any Hydra app finds them.
-    """
-
-
 def compose_config(overrides: Sequence[str]) -> DictConfig:
     """Hydra's composition of conf/sweep.yaml with ``overrides`` (cached, read-only)."""
     return _hydra_compose(tuple(overrides))
