@@ -167,7 +167,8 @@ def launch(launcher: Any, backend: Backend, job_overrides: Sequence[Sequence[str
     with sweep.sweep_lock(sweep_dir) as lock_fd:
         state = Sweep(sweep_dir, config, batch=batch,
                       manifest=bool(launcher.options.get("cell_info")) or backend.records_ids)
-        state.parents = sweep.open_parents(config, batch.cells, sweep_dir)
+        tracked = [c for c in batch.cells if c.get("experiment_id")]  # cells with a store (cell_info of sweep.py)
+        state.parents = sweep.open_parents(config, tracked, sweep_dir)
         done: dict[int, JobReturn] = {}
         try:
             state.record()
