@@ -273,9 +273,8 @@ class FixSweepDir(_HydraCallback):
     interpolation of the sweep's overrides (``${sweep_dirname:...}``) means one dir for all jobs."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from sweeper.shutdown import check_launcher
-
-        check_launcher(config)  # e.g. launcher=slurm without SLURM: one line, before any run is opened
+        # (a launcher that cannot run here is the launcher's to report: Hydra turns a callback's error
+        # into a warning and goes on, see sweeper.launch_slurm.check_tools)
         given = list(OmegaConf.select(config, "hydra.overrides.hydra", default=None) or [])
         if any(str(o).lstrip("+~").startswith("hydra.sweep.dir=") for o in given):
             return  # set on the command line: already one literal dir for all

@@ -122,11 +122,16 @@ class Slurm:
         executor.update_parameters(**{k if k in generic else f"slurm_{k}": v for k, v in params.items()})
         return executor
 
+    def array_limit(self) -> int | None:
+        """The most tasks one array of this launch holds (:func:`array_size`; the cluster's MaxArraySize
+        on SLURM, submitit's local executor has none)."""
+        cluster = cluster_max_array_size() if self.cluster == "slurm" else None
+        return array_size(self.launcher.options.get("max_array_size"), cluster)
+
     def submit(self, batch: launch_.Batch, sweep_state: launch_.Sweep) -> list[Any]:
         """Submit the batch as arrays of at most :func:`array_size` tasks; record the job ids."""
         executor = self.executor()
-        limit = array_size(self.launcher.options.get("max_array_size"),
-                           cluster_max_array_size() if self.cluster == "slurm" else None)
+        limit = self.array_limit()
         params = []
         for idx, overrides in batch.jobs:
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))

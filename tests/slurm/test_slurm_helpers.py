@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sweeper.placement import job_tags
 from sweeper.slurm import _expand, arrays_of
 
