@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from sweeper import bookkeeping as sweep
 
@@ -211,9 +211,3 @@ def run_and_close(backend: Backend, batch: Batch, state: Sweep) -> list[JobRetur
     sweep.close_parents(state.parents, returns)
     sweep.report(returns, batch.cells)
     return returns
-
-
-def option(launcher: Any, key: str, default: Any = None) -> Any:
-    """One of the launcher's own options (``hydra.launcher.<key>``), resolved to plain values."""
-    value = (getattr(launcher, "options", None) or {}).get(key, default)
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
