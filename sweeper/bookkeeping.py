@@ -153,13 +153,45 @@ def open_parents(config: DictConfig, cells: Sequence[Mapping[str, Any]], sweep_d
 
 def write_manifest(sweep_dir: Path, config: DictConfig, cells: Sequence[Mapping[str, Any]],
                    parents: Mapping[str, str]) -> Path:
+    """Write ``<sweep dir>/segsweep_cells.json``, the one manifest of every launcher: the sweep's id,
+    title and parent runs, and one entry per cell (``job_num``, ``overrides``, what ``cell_info``
+    found, what the launcher recorded: ``slurm_job_id``, ``stdout``, ``stderr``).
+
+    A re-run of the same sweep (same sweep id) merges by job number: a cell it did not launch again
+    keeps what was recorded for it (its SLURM job id), cells of other batches stay listed.
+    """
     path = sweep_dir / MANIFEST
-    data = {"sweep_id": sweep_id(config), "sweep": sweep_name(config), "parents": dict(parents),
-            "cells": [dict(c) for c in cells]}
+    sid = sweep_id(config)
+    before = read_manifest(sweep_dir)
+    known = {c.get("job_num"): dict(c) for c in before.get("cells", [])} if before.get("sweep_id") == sid else {}
+    for cell in cells:
+        old = known.get(cell.get("job_num"), {})
+        same = old.get("overrides") == cell.get("overrides")
+        known[cell.get("job_num")] = {**(old if same else {}), **cell}
+    ordered = [known[k] for k in sorted(known, key=lambda k: (k is None, k if k is not None else 0))]
+    data = {"sweep_id": sid, "sweep": sweep_name(config), "parents": dict(parents), "cells": ordered}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)
     return path
+
+
+#: the manifest's name before launchers shared one format (a list of cells, SLURM sweeps only)
+LEGACY_MANIFEST = "slurm_jobs.json"
+
+
+def read_manifest(sweep_dir: Path) -> dict[str, Any]:
+    """What :func:`write_manifest` wrote for a sweep dir (``{}`` if nothing); an older SLURM sweep's
+    ``slurm_jobs.json`` reads as ``{"cells": [...]}``."""
+    path, legacy = Path(sweep_dir) / MANIFEST, Path(sweep_dir) / LEGACY_MANIFEST
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {"cells": json.loads(legacy.read_text())} if legacy.is_file() else {}
+
+
+def manifest_cells(sweep_dir: Path) -> list[dict[str, Any]]:
+    """The cells of a sweep dir's manifest (empty if none)."""
+    return [dict(c) for c in read_manifest(sweep_dir).get("cells", [])]
 
 
 def result(ret: JobReturn) -> dict[str, Any]:
@@ -241,9 +273,8 @@ class FixSweepDir(_HydraCallback):
     interpolation of the sweep's overrides (``${sweep_dirname:...}``) means one dir for all jobs."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from sweeper.shutdown import check_launcher
-
-        check_launcher(config)  # e.g. launcher=slurm without SLURM: one line, before any run is opened
+        # (a launcher that cannot run here is the launcher's to report: Hydra turns a callback's error
+        # into a warning and goes on, see sweeper.launch_slurm.check_tools)
         given = list(OmegaConf.select(config, "hydra.overrides.hydra", default=None) or [])
         if any(str(o).lstrip("+~").startswith("hydra.sweep.dir=") for o in given):
             return  # set on the command line: already one literal dir for all

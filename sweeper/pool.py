@@ -23,6 +23,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from omegaconf import DictConfig, open_dict
 
 from sweeper import bookkeeping as sweep
+from sweeper import launch as launch_
 from sweeper import shutdown, trust
 from sweeper.errors import SettingsError, UserError
 
@@ -187,32 +188,47 @@ def _pool(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict
     return [results[pos] for pos in range(len(jobs))]
 
 
-def _run(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict], sweep_dir: Path,
-         configs: Sequence[DictConfig | None] = ()) -> list[JobReturn]:
-    if getattr(launcher, "pool", False):
-        return _pool(launcher, jobs, cells, sweep_dir, slots(_opts(launcher)))
-    return _sequential(launcher, jobs, configs)
+class Local:
+    """The jobs one after the other in this process (``segsweep_local``)."""
+
+    label = "local"
+    leaves_out_done = False  # every job starts; its task decides (sweeper.task.decide)
+    records_ids = False
+
+    def __init__(self, launcher: Any) -> None:
+        self.launcher = launcher
+
+    def check(self, batch: launch_.Batch) -> None:
+        """Nothing to check: this process runs the jobs."""
+
+    def run(self, batch: launch_.Batch, sweep_state: launch_.Sweep) -> list[JobReturn]:
+        return _sequential(self.launcher, batch.jobs, batch.configs)
+
+    def detach(self, batch: launch_.Batch, sweep_state: launch_.Sweep, lock_fd: int) -> list[JobReturn]:
+        return _detach(self, batch, sweep_state, lock_fd)
 
 
-def _run_and_close(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict],
-                   parents: dict[str, str], sweep_dir: Path,
-                   configs: Sequence[DictConfig | None] = ()) -> list[JobReturn]:
-    returns: list[JobReturn] = []
-    try:
-        returns = _run(launcher, jobs, cells, sweep_dir, configs)
-    except BaseException as stop:  # a signal (KILLED) or an error of the launcher (FAILED): never left RUNNING
-        sweep.close_parents(parents, returns, interrupted=isinstance(stop, KeyboardInterrupt),
-                            failed=not isinstance(stop, KeyboardInterrupt))
-        raise
-    sweep.close_parents(parents, returns)
-    sweep.report(returns, cells)
-    return returns
+class Pool(Local):
+    """A pool of worker processes, one job per GPU slot or CPU worker (``segsweep_pool``)."""
+
+    label = "pool"
+
+    def check(self, batch: launch_.Batch) -> None:
+        slots(_opts(self.launcher))  # bad pool settings end here, before any run is opened
+
+    def run(self, batch: launch_.Batch, sweep_state: launch_.Sweep) -> list[JobReturn]:
+        return _pool(self.launcher, batch.jobs, batch.cells, sweep_state.dir, slots(_opts(self.launcher)))
 
 
-def _detach(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[dict], parents: dict[str, str],
-            sweep_dir: Path, lock_fd: int | None = None) -> list[JobReturn]:
+def backend(launcher: Any) -> Local:
+    """The backend of a segsweep_local / segsweep_pool launcher."""
+    return Pool(launcher) if getattr(launcher, "pool", False) else Local(launcher)
+
+
+def _detach(backend_: Local, batch: launch_.Batch, sweep_state: launch_.Sweep, lock_fd: int | None = None) -> list[JobReturn]:
+    sweep_dir = sweep_state.dir
     payload = trust.write_payload(sweep_dir / POOL_DIR / "detached.pkl",
-                                  (launcher, jobs, cells, parents, Singleton.get_state()))
+                                  (backend_.launcher, batch, sweep_state, Singleton.get_state()))
     logfile = sweep_dir / "detached.log"
     with logfile.open("a") as out:
         proc = subprocess.Popen([sys.executable, "-m", "sweeper.pool", "detached", str(payload)], stdout=out,
@@ -221,44 +237,15 @@ def _detach(launcher: Any, jobs: list[tuple[int, list[str]]], cells: Sequence[di
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
     (sweep_dir / "detached.pid").write_text(str(proc.pid))
     (sweep_dir / ".lock").write_text(f"detached process {proc.pid} on {os.uname().nodename}")
-    print(f"[segsweep] detached: {len(jobs)} jobs run in process {proc.pid} (log {logfile}); follow with "
+    print(f"[segsweep] detached: {len(batch.jobs)} jobs run in process {proc.pid} (log {logfile}); follow with "
           f"`python -m sweeper status {sweep_dir}`", flush=True)
-    returns = []
-    for pos, (_, overrides) in enumerate(jobs):
-        ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
-        ret.return_value = {"status": "SUBMITTED", "name": (cells[pos] or {}).get("name", ""), "run_id": None,
-                            "value": None, "pid": proc.pid}
-        returns.append(ret)
-    sweep.report(returns, cells, detached=True)
-    return returns
+    return [launch_.returned(overrides, "SUBMITTED", cell, pid=proc.pid)
+            for (_, overrides), cell in zip(batch.jobs, batch.cells, strict=True)]
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
-    """The launcher's ``launch``: with bookkeeping (``cell_info``), store, experiments and parent runs
-    first; then the jobs."""
-    setup_globals()
-    config = launcher.config
-    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    sweep_dir = Path(str(config.hydra.sweep.dir))
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    opts = _opts(launcher)
-    loader = launcher.hydra_context.config_loader
-    configs = [loader.load_sweep_config(config, list(o)) for o in job_overrides]
-    describe = sweep.import_function(opts.get("cell_info"), "hydra.launcher.cell_info")
-    cells = [describe(c) if describe is not None else {} for c in configs]
-    jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
-    if getattr(launcher, "pool", False):
-        slots(opts)  # bad pool settings end here, before any run is opened
-    if sweep.managed(job_overrides):  # trials of a search: its sweeper owns the parent run and summary
-        return _run(launcher, jobs, cells, sweep_dir, configs)
-    with sweep.sweep_lock(sweep_dir) as lock_fd:
-        parents = sweep.open_parents(config, cells, sweep_dir)
-        if describe is not None:
-            sweep.write_manifest(sweep_dir, config, cells, parents)
-        if bool(opts.get("detach", False)):
-            return _detach(launcher, jobs, cells, parents, sweep_dir, lock_fd)
-        log.info("Launching %d jobs (%s)", len(jobs), "pool" if getattr(launcher, "pool", False) else "local")
-        return _run_and_close(launcher, jobs, cells, parents, sweep_dir, configs)
+    """The launcher's ``launch``: sweeper.launch's skeleton with the local or pool backend."""
+    return launch_.launch(launcher, backend(launcher), job_overrides, initial_job_idx)
 
 
 def _main(argv: Sequence[str]) -> int:
@@ -284,11 +271,11 @@ def _serve(argv: Sequence[str]) -> int:
             trust.write_payload(Path(argv[2]), _failed(overrides, "", f"unpicklable job return: {error}"))
         return 0
     if len(argv) == 2 and argv[0] == "detached":
-        launcher, jobs, cells, parents, state = trust.read_payload(Path(argv[1]))
+        launcher, batch, sweep_state, state = trust.read_payload(Path(argv[1]))
         Singleton.set_state(state)
         setup_globals()
         # the sweep lock was inherited from the launching command and goes when this process ends
-        returns = _run_and_close(launcher, jobs, cells, parents, Path(str(launcher.config.hydra.sweep.dir)))
+        returns = launch_.run_and_close(backend(launcher), batch, sweep_state)
         return 1 if sweep.any_failed(returns) else 0
     print("usage: python -m sweeper.pool job PAYLOAD RESULT | detached PAYLOAD", file=sys.stderr)
     return 2

@@ -1,14 +1,14 @@
-"""SLURM for segsweep: sacct states, the sweep's job manifest, the MLflow tags of a SLURM job.
+"""SLURM for segsweep: sacct states (one sacct call for all of a sweep's arrays), what the launcher
+learns about a cell before submitting it, the MLflow tags of a SLURM job, ``status`` of a SLURM sweep.
 
-The launcher itself (``launcher=slurm``) is ``hydra_plugins.segsweep_slurm`` (Hydra instantiates
-launchers only from that package); it records what it submitted with :func:`write_manifest`.
+The launch itself is ``sweeper.launch_slurm`` (the SLURM backend of ``sweeper.launch``); the plugin
+``hydra_plugins.segsweep_slurm`` only holds its config. Both record the sweep's cells in the one
+manifest of every launcher (``sweeper.bookkeeping.write_manifest``: ``<sweep dir>/segsweep_cells.json``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -16,13 +16,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from sweeper.placement import job_tags
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "slurm_jobs.json"
 TAG = "segsweep."
 #: sacct states that end a job (anything else is still queued or running).
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "PREEMPTED", "NODE_FAIL",
@@ -45,17 +44,23 @@ def _expand(job_id: str) -> list[str]:
     return ids
 
 
+def arrays_of(job_ids: Iterable[str]) -> list[str]:
+    """The jobs to ask sacct about: each array once (``123_4`` -> ``123``: sacct lists all its tasks)."""
+    return sorted({str(j).split("_")[0] for j in job_ids})
+
+
 def sacct_states(job_ids: Iterable[str], timeout: float = 30) -> dict[str, str]:
-    """SLURM state of each job (``123`` or array task ``123_4``), read with ``sacct --parsable2``.
+    """SLURM state of each job (``123`` or array task ``123_4``), read with ONE ``sacct --parsable2``
+    call that names each array once (:func:`arrays_of`), whatever the number of tasks.
 
     States are sacct's first word (``CANCELLED by 0`` -> ``CANCELLED``); an array id also yields
     each of its tasks. Jobs that sacct does not list yet (slurmdbd lags submission) are read from
     squeue; unknown ids are left out. Raises ``RuntimeError`` (one line) when sacct fails.
     """
-    ids = sorted({str(j) for j in job_ids})
+    ids = sorted({str(j) for j in job_ids if j})
     if not ids:
         return {}
-    cmd = ["sacct", "-n", "-X", "--parsable2", "-o", "JobID,State", "-j", ",".join(ids)]
+    cmd = ["sacct", "-n", "-X", "--parsable2", "-o", "JobID,State", "-j", ",".join(arrays_of(ids))]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True).stdout
     except (OSError, subprocess.SubprocessError) as error:
@@ -97,25 +102,16 @@ def tag_run(cfg: DictConfig, run_id: str) -> dict[str, str]:
     return tags
 
 
-# --------------------------------------------------------------------------------------------------
-# the sweep's manifest: what the launcher submitted
-
-
-def write_manifest(sweep_dir: Path, cells: Sequence[Mapping[str, Any]]) -> Path:
-    """Merge ``cells`` (by job number) into ``<sweep dir>/slurm_jobs.json``; returns the path."""
-    path = Path(sweep_dir) / MANIFEST
-    known = {c["job_num"]: c for c in read_manifest(sweep_dir)}
-    known.update({c["job_num"]: dict(c) for c in cells})
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([known[k] for k in sorted(known)], indent=1))
-    os.replace(tmp, path)
-    return path
-
-
 def read_manifest(sweep_dir: Path) -> list[dict[str, Any]]:
-    """The cells ``write_manifest`` recorded for a sweep dir (empty if none)."""
-    path = Path(sweep_dir) / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else []
+    """The cells of a sweep dir's manifest (``sweeper.bookkeeping.manifest_cells``; empty if none)."""
+    from sweeper.bookkeeping import manifest_cells
+
+    return manifest_cells(sweep_dir)
+
+
+def submitted(cells: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The cells that were submitted to SLURM (those with a job id)."""
+    return [dict(c) for c in cells if c.get("slurm_job_id")]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,19 +123,25 @@ def cell_info(cfg: DictConfig) -> dict[str, Any]:
 
     ``cfg`` is the cell's composed sweep config (with ``hydra``). The cell is resolved as
     ``sweeper.task.run_job`` resolves it (seed name under the explicit overrides); the result has its
-    ``name``, ``run_key``, tracking ``uri`` and ``experiment``, and ``finished_run_id`` when the run
-    key already has a FINISHED run (never under ``+force=true``): such a cell is not submitted. The
-    store and experiment are created here, once, before any job starts (no migration race). A cell
-    whose config does not resolve is submitted anyway: its job records the error.
+    ``name``, ``run_key``, tracking ``uri`` and ``experiment``, ``force`` (``+force=true``) and, when the
+    run key has runs, the facts ``sweeper.task.decide`` reads about the newest: ``previous`` (its
+    status), ``previous_run_id`` and ``alive`` (a RUNNING run's heartbeat). The launcher leaves out
+    the cells decide would skip or leave alone (``sweeper.launch.left_out``). The store and experiment
+    are created here, once, before any job starts (no migration race). A cell whose config does not
+    resolve is submitted anyway: its job records the error.
     """
     from sweeper import tracking
     from sweeper.bookkeeping import cell_info as resolve_cell
 
     info = resolve_cell(cfg)
-    if info and not cfg.get("force"):
-        runs = tracking.find_runs(tracking.client_for(info["uri"]), info["experiment_id"], info["run_key"])
-        if runs and runs[0].info.status == "FINISHED":
-            info["finished_run_id"] = runs[0].info.run_id
+    if not info:
+        return info
+    info["force"] = bool(cfg.get("force", False))
+    runs = tracking.find_runs(tracking.client_for(info["uri"]), info["experiment_id"], info["run_key"])
+    if runs:
+        stale_after = float(OmegaConf.select(cfg, "tracking.stale_after_s", default=180) or 180)
+        info.update(previous=runs[0].info.status, previous_run_id=runs[0].info.run_id,
+                    alive=runs[0].info.status == "RUNNING" and tracking.is_alive(runs[0], stale_after))
     return info
 
 
@@ -154,15 +156,15 @@ def sweep_status(sweep_dir: Path) -> list[dict[str, Any]]:
     state (PENDING/RUNNING/COMPLETED/FAILED/TIMEOUT/PREEMPTED/CANCELLED...).
     """
     cells = read_manifest(sweep_dir)
-    slurm = sacct_states(c["slurm_job_id"] for c in cells) if cells else {}
+    slurm = sacct_states(c["slurm_job_id"] for c in submitted(cells))  # one sacct call for every array
     rows = []
     for cell in cells:
         run = _mlflow_run(cell)
-        slurm_state = slurm.get(cell["slurm_job_id"], "UNKNOWN")
+        slurm_state = slurm.get(cell["slurm_job_id"], "UNKNOWN") if cell.get("slurm_job_id") else "NOT SUBMITTED"
         mlflow_state = run.info.status if run is not None else ""
         state = mlflow_state if mlflow_state in {"FINISHED", "FAILED", "KILLED"} else slurm_state
         rows.append({"cell": cell["job_num"], "name": cell.get("name", " ".join(cell["overrides"])),
-                     "slurm_job_id": cell["slurm_job_id"], "slurm_state": slurm_state,
+                     "slurm_job_id": cell.get("slurm_job_id", ""), "slurm_state": slurm_state,
                      "mlflow_status": mlflow_state, "run_id": run.info.run_id if run is not None else "",
                      "state": state, "stdout": cell.get("stdout", "")})
     return rows
@@ -198,9 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("status", help="cells of a sweep dir, SLURM + MLflow states").add_argument("sweep_dir")
     args = parser.parse_args(argv)
     sweep_dir = Path(args.sweep_dir)
-    if not (sweep_dir / MANIFEST).exists():
-        print(f"error: {sweep_dir / MANIFEST} not found: give the hydra.sweep.dir of a launcher=slurm sweep",
-              file=sys.stderr)
+    if not read_manifest(sweep_dir):
+        print(f"error: no sweep manifest (segsweep_cells.json) in {sweep_dir}: give the hydra.sweep.dir of a "
+              f"launcher=slurm sweep", file=sys.stderr)
         return 2
     try:
         print(format_status(sweep_status(sweep_dir)))

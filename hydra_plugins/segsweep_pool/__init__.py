@@ -8,8 +8,9 @@ support ``hydra.launcher.detach=true`` (the sweep goes on in a detached process)
 ``hydra.launcher.cell_info`` set (segsweep's ``launcher=`` group sets it for ``sweep.py``) they also
 open the sweep's MLflow parent run and write its cell manifest first.
 
-This module only adapts Hydra's API; the work is in ``sweeper.pool`` and ``sweeper.bookkeeping``.
-Keep it light: Hydra imports it during plugin discovery.
+This module only holds the config (Hydra's ``_impl`` pattern): ``launch`` is ``sweeper.launch``'s
+skeleton with the backends of ``sweeper.pool``; the dataclass fields are the launcher's options
+(``launcher.options``). Keep it light: Hydra imports it during plugin discovery.
 """
 
 from collections.abc import Sequence
@@ -21,6 +22,8 @@ from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
+
+from sweeper.launch import own_options
 
 
 @dataclass
@@ -56,7 +59,7 @@ class SegsweepLocalLauncher(Launcher):
     composes_before_launching = True
 
     def __init__(self, **options: Any) -> None:
-        self.options: dict[str, Any] = dict(options)
+        self.options: dict[str, Any] = own_options(dict(options))  # every field of the dataclass
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.slurm import read_manifest, sacct_states
+from sweeper.slurm import read_manifest, sacct_states, submitted
 from tests.conftest import wait_until
 from tests.slurm.cluster import SlurmCluster, release_requeued
 
@@ -71,15 +71,15 @@ def test_finished_cells_are_not_submitted(slurm_cluster: SlurmCluster, slurm_tmp
     (slurm_tmp / "out" / "x2").mkdir(parents=True)
     (slurm_tmp / "out" / "x2" / "done").write_text("earlier")
     run_app(slurm_tmp, slurm_cluster, "x=1,2,3")
-    cells = read_manifest(slurm_tmp / "multirun")
+    cells = submitted(read_manifest(slurm_tmp / "multirun"))
     assert [c["overrides"][-1] for c in cells] == ["x=1", "x=3"]
     assert epochs(slurm_tmp, 2) == []
     script = next((slurm_tmp / "multirun" / ".submitit").glob("*/*_submission.sh")).read_text()
     assert "#SBATCH --array=0-1%" in script
 
     out = run_app(slurm_tmp, slurm_cluster, "x=1,2,3", sweep="again")
-    assert "all 3 cells already FINISHED: nothing submitted" in out
-    assert read_manifest(slurm_tmp / "again") == []
+    assert "all 3 cells already FINISHED: nothing launched" in out
+    assert len(read_manifest(slurm_tmp / "again")) == 3 and submitted(read_manifest(slurm_tmp / "again")) == []
     assert not (slurm_tmp / "again" / ".submitit").exists()
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sweeper.placement import job_tags
-from sweeper.slurm import _expand, read_manifest, write_manifest
+from sweeper.slurm import _expand, arrays_of
 
 
 def test_pending_array_ids_expand() -> None:
@@ -23,8 +21,5 @@ def test_job_tags_outside_and_inside_slurm() -> None:
     assert job_tags({"SLURM_JOB_ID": "9"})["segsweep.slurm_requeues"] == "0"
 
 
-def test_manifest_merges_by_job_number(tmp_path: Path) -> None:
-    assert read_manifest(tmp_path) == []
-    write_manifest(tmp_path, [{"job_num": 1, "slurm_job_id": "5_0"}, {"job_num": 0, "slurm_job_id": "5_1"}])
-    write_manifest(tmp_path, [{"job_num": 1, "slurm_job_id": "6_0"}])
-    assert [(c["job_num"], c["slurm_job_id"]) for c in read_manifest(tmp_path)] == [(0, "5_1"), (1, "6_0")]
+def test_sacct_is_asked_about_each_array_once() -> None:
+    assert arrays_of(["5_0", "5_1", "5_2", "6_0", "7"]) == ["5", "6", "7"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweeper.slurm import read_manifest, sacct_states, sweep_status
+from sweeper.slurm import read_manifest, sacct_states, submitted, sweep_status
 from tests import conftest
 from tests.slurm.cluster import SlurmCluster, release_requeued
 
@@ -66,8 +66,10 @@ def test_two_by_two_sweep_is_one_array_and_rerun_submits_nothing(slurm_cluster: 
     assert set(sacct_states(c["slurm_job_id"] for c in cells).values()) == {"COMPLETED"}
 
     again = sweep(slurm_tmp, slurm_cluster, "backbone=dense30k12,dense30k36", "scale=1,2", sweep_dir="again")
-    assert "all 4 cells already FINISHED: nothing submitted" in again
-    assert read_manifest(slurm_tmp / "again") == [] and len(runs(slurm_tmp)) == 4
+    assert "all 4 cells already FINISHED: nothing launched" in again
+    listed = read_manifest(slurm_tmp / "again")  # every cell, none submitted
+    assert len(listed) == 4 and submitted(listed) == [] and len(runs(slurm_tmp)) == 4
+    assert {c["previous"] for c in listed} == {"FINISHED"}
 
 
 def test_failing_cell_is_a_failed_run_with_traceback(slurm_cluster: SlurmCluster, slurm_tmp: Path) -> None:

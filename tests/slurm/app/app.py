@@ -19,11 +19,13 @@ def cell_dir(cfg: DictConfig) -> Path:
 
 
 def cell_info(cfg: DictConfig) -> dict:
-    """The launcher's cell_info (``hydra.launcher.cell_info``): a cell with a done marker is finished;
-    its (unused) sqlite store makes the launcher warn as it would for segsweep's runs."""
-    done = cell_dir(cfg) / "done"
+    """The launcher's cell_info (``hydra.launcher.cell_info``): a cell with a done marker is FINISHED
+    (``previous``, the fact sweeper.task.decide reads), one with a ``failed`` marker FAILED; its
+    (unused) sqlite store makes the launcher warn as it would for segsweep's runs."""
+    d = cell_dir(cfg)
+    previous = "FINISHED" if (d / "done").exists() else "FAILED" if (d / "failed").exists() else None
     return {"name": f"x{cfg.x}", "uri": "sqlite:///app-unused.db",
-            **({"finished_run_id": str(done)} if done.exists() else {})}
+            **({"previous": previous, "previous_run_id": str(d)} if previous else {})}
 
 
 @hydra.main(version_base=None, config_path="conf", config_name="app")
@@ -38,7 +40,8 @@ def main(cfg: DictConfig) -> int:
     restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
     for epoch in range(start + 1, int(cfg.epochs) + 1):
         time.sleep(float(cfg.sleep_s))
-        if cfg.fail:
+        if cfg.fail or (d / "fail").exists():  # the `fail` marker: a cell that fails until it is removed
+            (d / "failed").write_text(job)
             raise ValueError(f"boom in cell {cfg.x}")
         with log.open("a") as f:
             f.write(f"{epoch} {job} {restarts}\n")
