@@ -642,7 +642,7 @@ class Search:
 
     def title(self) -> str:
         """The search as a researcher reads it: its objectives, its space and its study."""
-        space = " ".join(f"{k.lstrip('+~')}={v}" for k, v in self.space.describe().items())
+        space = self.space.short()
         if self.multi:
             objectives = " & ".join(f"{d[:3]} {n}" for d, n in zip(self.directions, self.objective_names(), strict=True))
             return f"search {objectives} over {space} ({self.study_name})"
@@ -674,6 +674,8 @@ class Search:
         self.parent.log_setup(setup)
         self.parent.set_tags({"segsweep.study": self.study_name, "segsweep.storage": self.storage_url,
                               "segsweep.sweep": title, "mlflow.runName": title[:250],
+                              "segsweep.objectives": ",".join(self.objective_names()),
+                              "segsweep.directions": ",".join(self.directions),
                               "segsweep.sweep_dir": str(self.cfg.hydra.sweep.dir) if self.cfg is not None else ""})
         # the trials' runs find their parent where the launchers' jobs find theirs (sweeper.task.sweep_tags)
         from sweeper import PARENTS_ENV, SWEEP_ID_ENV

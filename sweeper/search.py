@@ -221,6 +221,9 @@ class SearchParentRun:
         self.experiment_id = tracking.ensure_experiment(tracking_uri, experiment)
         self.run_id, self.resumed = self._find_or_create()
         self.refreshed = False  # the summary was rewritten by this process (once a trial ended)
+        # the step of the parent's jobs_* counters is the number of its ended trial runs: never logged twice
+        history = self.client.get_metric_history(self.run_id, "jobs_total") if self.resumed else []
+        self.summary_step = max((m.step for m in history), default=-1)
 
     def _find_or_create(self) -> tuple[str, bool]:
         tag = self.tracking.TAG
@@ -305,11 +308,18 @@ class SearchParentRun:
         self.client.log_artifact(self.run_id, str(path))
 
     def refresh_summary(self) -> None:
-        """Rewrite the parent's counts (``jobs_*``, step = trials ended), best and summary table from
-        its trial runs, as a sweep's parent is rewritten when one of its jobs ends."""
+        """Rewrite the parent's counts (``jobs_*``, step = trial runs ended), best and summary table from
+        its trial runs, as a sweep's parent is rewritten when one of its jobs ends; not when no run
+        ended since (a trial that reused a finished run): a step is never logged twice."""
         from sweeper import sweep_record
 
-        sweep_record.refresh_from_children(self.client, self.experiment_id, self.run_id, self.title)
+        kids = self.client.search_runs([self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.run_id}'",
+                                       order_by=["attributes.start_time ASC"], max_results=10000)
+        jobs = [sweep_record.job_state(r) for r in kids]
+        step = sum(j.status in sweep_record.ENDED for j in jobs)
+        if step > self.summary_step:
+            sweep_record.write_summary(self.client, self.run_id, self.title, jobs)
+            self.summary_step = step
         self.refreshed = True
 
     def finish(self, status: str = "FINISHED") -> None:
