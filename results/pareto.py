@@ -92,8 +92,9 @@ def _front_of(client: MlflowClient, parent) -> Front:
                  parent.info.run_id, objectives, directions, trials)
 
 
-def front_table(front: Front) -> str:
-    """Markdown: Trial | Arch | one column per objective (its direction) | Run, the front only."""
+def front_table(front: Front, heading: bool = True) -> str:
+    """Markdown: Trial | Arch | one column per objective (its direction) | Run, the front only; after a
+    line naming the study and how many of its trials are on the front (the study's name: ``heading``)."""
     rows = front.front
     if rows.empty:
         return f"_Study `{front.study}` has no finished trial yet._"
@@ -102,8 +103,8 @@ def front_table(front: Front) -> str:
                           **{f"{o} {arrow[d]}": rows[o].map(fmt) for o, d in zip(front.objectives, front.directions,
                                                                                    strict=True)},
                           "Run": rows["run_id"].str[:8]})
-    head = (f"**{front.title or front.study}**: {len(rows)} of {int((front.trials['status'] == 'FINISHED').sum())} "
-            f"finished trials on the Pareto front\n\n")
+    head = (f"{f'**{front.title or front.study}**: ' if heading else ''}{len(rows)} of "
+            f"{int((front.trials['status'] == 'FINISHED').sum())} finished trials on the Pareto front\n\n")
     return head + table.to_markdown(index=False, tablefmt="pipe", disable_numparse=True)
 
 
@@ -127,7 +128,7 @@ def readme_section(tracking_uri: str, out_dir: Path) -> str:
     for parent in search_parents(client):
         front = _front_of(client, parent)
         png = front_plot(front, Path(out_dir) / f"pareto_{front.study}.png")
-        parts.append(f"\n### {front.title or front.study}\n\n{front_table(front)}\n")
+        parts.append(f"\n### {front.title or front.study}\n\n{front_table(front, heading=False)}\n")
         if png is not None:
             parts.append(f"\n![{front.study}: the trials, the Pareto front highlighted]({png.name})\n")
     return ("\n## Pareto fronts\n" + "".join(parts)) if parts else ""

@@ -760,6 +760,19 @@ def test_a_sampled_float_is_trained_rounded(value: float, digits: int | None, ro
     assert round_sampled(0.25, FloatDistribution(0.0, 1.0, step=0.25), 1) == 0.25  # a stepped float is exact
 
 
+def test_the_best_params_are_printed_and_recorded_as_trained(hydra_sweep_runner, tmp_path: Path, capsys) -> None:
+    """best: ... shows the values the trial trained (3 significant digits), not Optuna's sampled float."""
+    sweep, storage = _optuna_sweep(hydra_sweep_runner, tmp_path, "sphere", "hydra.sweeper.n_trials=2",
+                                   "hydra/sweeper/sampler=random", "x=interval(-1.0, 1.0)", "y=0", "~z")
+    with sweep:
+        returns = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
+    best = optuna.load_study(storage=storage, study_name="sphere").best_trial
+    trained = float(f"{best.params['x']:.3g}")
+    assert trained != best.params["x"] and returns.best_params.x == trained
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if "best: trial" in x]
+    assert line.endswith(f"{{'x': {trained!r}}}") and repr(best.params["x"]) not in line
+
+
 def test_a_trials_study_travels_in_hydra_job_env_set_and_back(monkeypatch: pytest.MonkeyPatch) -> None:
     """The trial's overrides are Hydra overrides of hydra.job.env_set (a storage URI with slashes and
     quotes survives the grammar); the job reads them back from its environment; the launchers

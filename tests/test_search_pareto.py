@@ -88,6 +88,15 @@ def test_two_objective_study_front_equals_the_front_by_hand(tmp_path: Path) -> N
     assert shown.returncode == 0, shown.stderr
     assert {rid[:8] for rid in values if rid[:8] in shown.stdout} == {rid[:8] for rid in by_hand}
     assert "val_mIoU ↑" in shown.stdout and "params_M ↓" in shown.stdout
+    from results.pareto import readme_section
+    from results.readme import refresh
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    readme = refresh(uri, tmp_path / "readme" / "README.md").read_text()
+    assert f"- [{title}](sweeps/" in readme and "- [nan]" not in readme  # the search's entry: its name
+    section = readme_section(uri, tmp_path / "readme")
+    assert (tmp_path / "readme" / f"pareto_{name}.png").is_file() and f"pareto_{name}.png" in section
+    assert {rid[:8] for rid in values if rid[:8] in section} == {rid[:8] for rid in by_hand}
 
     again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "6 of 6 trials done, 0 to run" in again.stdout  # resumed, nothing owed
