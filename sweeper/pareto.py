@@ -99,8 +99,10 @@ def parse_constraints(specs: Sequence[str] | str | None) -> list[Constraint]:
 
 
 def broken(constraints: Sequence[Constraint], measured: Mapping[str, float]) -> list[str]:
-    """The constraints ``measured`` breaks, each as ``params_M=7.2 breaks params_M<=6``."""
-    return [f"{c.name}={measured[c.name]:.4g} breaks {c}" for c in constraints if not c.kept(measured[c.name])]
+    """The constraints ``measured`` breaks, each as ``params_M=7.2 breaks params_M<=6`` (one not measured,
+    a model that did not build, is not judged here: its job reports why it cannot train)."""
+    return [f"{c.name}={measured[c.name]:.4g} breaks {c}" for c in constraints
+            if c.name in measured and not c.kept(float(measured[c.name]))]
 
 
 def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[str]) -> bool:

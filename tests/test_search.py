@@ -712,7 +712,7 @@ def test_the_front_and_constraints_by_hand() -> None:
     assert c.violation(5.0) == -1.0 and c.violation(7.5) == 1.5 and c.kept(6.0)
     (lt,) = parse_constraints("latency_ms<20")
     assert not lt.kept(20.0) and lt.kept(19.9)
-    assert broken([c], {"params_M": 7.25}) == ["params_M=7.25 breaks params_M<=6"]
+    assert broken([c], {"params_M": 7.25}) == ["params_M=7.25 breaks params_M<=6"] and broken([c], {}) == []
 
 
 @pytest.mark.parametrize("max_failure_rate", [0.5, 1.0])
