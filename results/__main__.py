@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("trials", help="table of an Optuna search's trials (child runs of a parent run)")
     t.add_argument("parent_run_id")
     t.add_argument("--plot", type=Path, default=None, help="also write mIoU against trial number (PNG)")
+    f = sub.add_parser("pareto", help="the Pareto front of a multi-objective search (markdown table)")
+    f.add_argument("--study", default=None, help="the study's name (default: the newest multi-objective search)")
+    f.add_argument("--plot", type=Path, default=None, help="also write its trials, the front highlighted (PNG)")
     return p
 
 
@@ -140,6 +143,18 @@ def main(argv: list[str] | None = None) -> int:
             print(trials_table(args.parent_run_id, uri))
             if args.plot:
                 print(trials_plot(args.parent_run_id, args.plot, uri))
+            return 0
+        if args.cmd == "pareto":
+            from results.pareto import front_plot, front_table, load_front
+
+            try:
+                front = load_front(uri, args.study)
+            except LookupError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            print(front_table(front))
+            if args.plot:
+                print(front_plot(front, args.plot))
             return 0
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)

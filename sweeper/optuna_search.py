@@ -4,6 +4,11 @@ n_jobs trials in flight at once, the study resumed by the same command.
 A trial's study coordinates reach its job through ``hydra.job.env_set`` (``sweeper.search``), never
 through the job's config or overrides; a sampled float is rounded to ``float_digits`` significant
 digits before the trial runs, so the trial trains (and its run's name holds) exactly that value.
+
+Several directions make a multi-objective study (``objectives`` names what each one reads); what a
+model costs (``params_M``, ``flops_G``, ``latency_ms``) is measured before its trial trains, and a
+trial that breaks a ``constraints`` bound is refused there (PRUNED, never launched). The MLflow writes
+are the ``_track_*`` methods at the end of :class:`Search` (through ``SearchParentRun``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import sys
 import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 from optuna.trial import Trial, TrialState
 
+from sweeper import pareto
 from sweeper.bookkeeping import sweep_lock
 from sweeper.errors import SettingsError
 from sweeper.search import (
@@ -46,6 +52,8 @@ log = logging.getLogger(__name__)
 INTERRUPTED_ATTR = "segsweep.interrupted"
 OBJECTIVE_METRIC = "final_val_mIoU"  # read from MLflow when a SKIPPED job returns no value
 PARAMS_ATTR = "segsweep.params"  # the values a trial trained (its sampled floats rounded)
+MEASURES_ATTR = "segsweep.measures"  # what its model costs, measured before it trained (params_M, ...)
+REFUSED_ATTR = "segsweep.refused"  # why a trial was refused before training (a broken constraint)
 
 
 def runs_in_process(launcher: Any) -> bool:
@@ -86,6 +94,9 @@ class Outcome:
     name: str | None = None
     error: str | None = None
     skipped: bool = False  # SKIPPED (a finished run of the same key exists): value may come from MLflow
+    values: list[float] | None = None  # a task that returned one value per objective (a sequence)
+    returned: Mapping[str, Any] | None = None  # the task's result dict (objectives are read from it)
+    measures: dict[str, Any] = field(default_factory=dict)  # the trial's pre-training measures
 
 
 def outcome_from_return(ret: JobReturn) -> Outcome:
@@ -98,17 +109,22 @@ def outcome_from_return(ret: JobReturn) -> Outcome:
         value = _finite(rv.get("value"))
         run_id, name = rv.get("run_id"), rv.get("name")
         if status == "PRUNED":
-            return Outcome(TrialState.PRUNED, None, run_id, name)
+            return Outcome(TrialState.PRUNED, None, run_id, name, returned=rv)
         if status in ("FINISHED", "COMPLETE", "SKIPPED") and value is not None:
-            return Outcome(TrialState.COMPLETE, value, run_id, name)
+            return Outcome(TrialState.COMPLETE, value, run_id, name, returned=rv)
         if status == "SKIPPED" and run_id:
-            return Outcome(TrialState.FAIL, None, run_id, name, "skipped: no objective value", skipped=True)
+            return Outcome(TrialState.FAIL, None, run_id, name, "skipped: no objective value", skipped=True,
+                           returned=rv)
         error = rv.get("error") or f"job ended {status} without a finite objective value"
-        return Outcome(TrialState.FAIL, None, run_id, name, _first_line(error))
+        return Outcome(TrialState.FAIL, None, run_id, name, _first_line(error), returned=rv)
     if isinstance(rv, (int, float)) and not isinstance(rv, bool) and _finite(rv) is not None:
         return Outcome(TrialState.COMPLETE, float(rv))
+    values = [_finite(v) for v in rv] if isinstance(rv, (list, tuple)) and rv else None
+    if values and all(v is not None for v in values) and not any(isinstance(v, bool) for v in rv):
+        return Outcome(TrialState.COMPLETE, values[0], values=[float(v) for v in values if v is not None])
     return Outcome(
-        TrialState.FAIL, error=f"task returned {rv!r}: return a number or the segsweep result dict"
+        TrialState.FAIL, error=f"task returned {rv!r}: return a number (a sequence of numbers, one per "
+                               "objective) or the segsweep result dict"
     )
 
 
@@ -125,10 +141,14 @@ def _first_line(x: Any) -> str:
     return (text.strip().splitlines() or [""])[0][:500]
 
 
-def build_sampler(spec: Mapping[str, Any], space: SearchSpace, n_jobs: int, seed_offset: int) -> Any:
-    """The Optuna sampler named by ``spec['name']``; the seed is shifted by the trials already run."""
+def build_sampler(spec: Mapping[str, Any], space: SearchSpace, n_jobs: int, seed_offset: int,
+                  constraints_func: Any = None) -> Any:
+    """The Optuna sampler named by ``spec['name']``; the seed is shifted by the trials already run.
+    ``constraints_func`` goes to the samplers that take one (tpe, gp, nsgaii)."""
     name = str(spec.get("name") or "tpe").lower()
     kwargs = dict(spec.get("kwargs") or {})
+    if constraints_func is not None and name in ("tpe", "gp", "nsgaii"):
+        kwargs.setdefault("constraints_func", constraints_func)
     seed = spec.get("seed")
     seed = None if seed is None else int(seed) + seed_offset
     startup = (
@@ -151,6 +171,8 @@ def build_sampler(spec: Mapping[str, Any], space: SearchSpace, n_jobs: int, seed
             return s.CmaEsSampler(seed=seed, **startup, **kwargs)
         if name == "gp":
             return s.GPSampler(seed=seed, **startup, **kwargs)
+        if name == "nsgaii":
+            return s.NSGAIISampler(seed=seed, **kwargs)
     except TypeError as e:
         raise SettingsError(f"hydra.sweeper.sampler: bad settings for sampler {name!r}: {e}") from e
     raise SettingsError(f"hydra.sweeper.sampler.name={name!r} is unknown; use one of {', '.join(SAMPLERS)}")
@@ -164,6 +186,13 @@ class Search:
         self.cfg = sweeper.config
         self.s: dict[str, Any] = sweeper.settings
         self._validate_settings()
+        self.directions = pareto.directions_of(self.s.get("direction", "maximize"))
+        self.multi = len(self.directions) > 1
+        self.objectives = pareto.check_objectives(self.s.get("objectives"), self.directions)
+        self.constraints = pareto.parse_constraints(self.s.get("constraints"))
+        #: measured before a trial trains: what the objectives and constraints read of PRE_TRAINING
+        self.pre_training = sorted({*(self.objectives or ()), *(c.name for c in self.constraints)}
+                                   & set(pareto.PRE_TRAINING))
         self.space = parse_search_space(self.s.get("params"), arguments)
         if not self.space.distributions:
             raise SettingsError(
@@ -173,6 +202,10 @@ class Search:
         options = dict(getattr(sweeper.launcher, "options", None) or {})
         if options.get("detach"):
             raise SettingsError("hydra.launcher.detach=true cannot drive a search (trials must report back): drop it")
+        if self.pre_training and not options.get("cell_info"):
+            raise SettingsError(f"hydra.sweeper: {', '.join(self.pre_training)} is measured on segsweep's model "
+                                "before a trial trains; this app is not segsweep's sweep.py: drop it from "
+                                "hydra.sweeper.objectives / constraints, or return it from the task")
         self.tracking_uri, self.experiment = self._tracking(options.get("cell_info"))
         self.storage_url = resolve_sqlite_uri(self.s.get("storage") or default_storage(self.tracking_uri))
         self.study_name = self.s.get("study_name") or self._default_study_name()
@@ -188,8 +221,6 @@ class Search:
 
     def _validate_settings(self) -> None:
         s = self.s
-        if str(s.get("direction", "maximize")).lower() not in ("maximize", "minimize"):
-            raise SettingsError(f"hydra.sweeper.direction={s.get('direction')!r}: use maximize or minimize")
         if int(s.get("n_trials") or 0) < 1:
             raise SettingsError(
                 f"hydra.sweeper.n_trials={s.get('n_trials')!r}: give a positive number of trials"
@@ -235,6 +266,8 @@ class Search:
                 "fixed": sorted(self.space.fixed),
                 "direction": self.s.get("direction"),
                 "metric": self.s.get("metric"),
+                **({"objectives": self.objectives} if self.objectives else {}),
+                **({"constraints": [str(c) for c in self.constraints]} if self.constraints else {}),
                 "sampler": self.s.get("sampler"),
                 "float_digits": self.s.get("float_digits"),
             },
@@ -264,21 +297,23 @@ class Search:
         except KeyError:
             n_before = 0
         self.resumed = n_before > 0
-        pruner_spec = dict(self.s.get("pruner") or {})
-        sampler = build_sampler(self.s.get("sampler") or {}, self.space, self.n_jobs, n_before)
-        direction = str(self.s.get("direction", "maximize")).lower()
+        # a multi-objective study does not prune on the curve (docs/search.md): its trials never report
+        pruner_spec = {"name": "none"} if self.multi else dict(self.s.get("pruner") or {})
+        sampler = build_sampler(self.s.get("sampler") or {}, self.space, self.n_jobs, n_before,
+                                self._constraints_func if self.constraints else None)
         study = optuna.create_study(
             storage=storage,
             study_name=self.study_name,
             sampler=sampler,
             pruner=build_pruner(pruner_spec),
-            direction=direction,
+            directions=self.directions,
             load_if_exists=True,
         )
-        if study.direction.name.lower() != direction:
+        have = [d.name.lower() for d in study.directions]
+        if have != self.directions:
             raise SettingsError(
                 f"study {self.study_name!r} in {self.storage_url} was created with direction="
-                f"{study.direction.name.lower()}; use that direction or another hydra.sweeper.study_name"
+                f"{have[0] if len(have) == 1 else have}; use that direction or another hydra.sweeper.study_name"
             )
         study.set_user_attr(PRUNER_ATTR, pruner_spec)
         study.set_user_attr(METRIC_ATTR, str(self.s.get("metric") or "val_mIoU"))
@@ -307,30 +342,6 @@ class Search:
                 out["fail"] += 1
         return out
 
-    def _open_parent(self) -> None:
-        if not self.s.get("mlflow_parent", True) or not self.tracking_uri:
-            return
-        self.parent = SearchParentRun(self.tracking_uri, self.experiment, self.study_name)
-        setup = {f"search.{k}": v for k, v in self.space.describe().items()}
-        setup.update(
-            {
-                "search.direction": self.s.get("direction"),
-                "search.metric": self.s.get("metric"),
-                "search.n_trials": self.s.get("n_trials"),
-                "search.n_jobs": self.n_jobs,
-                "search.sampler": json.dumps(self.s.get("sampler"), sort_keys=True),
-                "search.pruner": json.dumps(self.s.get("pruner"), sort_keys=True),
-                "search.fixed": " ".join(self.space.fixed),
-            }
-        )
-        self.parent.log_setup(setup)
-        self.parent.set_tags({"segsweep.study": self.study_name, "segsweep.storage": self.storage_url})
-        # the trials' runs find their parent where the launchers' jobs find theirs (sweeper.task.sweep_tags)
-        from sweeper import PARENTS_ENV, SWEEP_ID_ENV
-
-        os.environ[PARENTS_ENV] = json.dumps({f"{self.tracking_uri}|{self.experiment}": self.parent.run_id})
-        os.environ[SWEEP_ID_ENV] = self.study_name
-
     # ------------------------------------------------------------------ trials
 
     def trained_params(self, trial: Trial) -> dict[str, Any]:
@@ -354,6 +365,7 @@ class Search:
         return outcome_from_return(rets[0])
 
     def _ask(self, study: optuna.Study) -> tuple[Trial, list[str]] | None:
+        """A new trial and its overrides; None when it was refused before training (already told)."""
         trial = study.ask(self.space.distributions)
         overrides = self.overrides_for(trial)
         try:
@@ -363,7 +375,78 @@ class Search:
             raise SettingsError(
                 f"trial {trial.number}: the config does not compose with {overrides}: {e}"
             ) from e
+        if self.pre_training:
+            measured = self._measure(overrides)
+            trial.set_user_attr(MEASURES_ATTR, measured)
+            reasons = pareto.broken(self.constraints, measured)
+            if reasons:
+                why = "refused before training: " + "; ".join(reasons)
+                trial.set_user_attr(REFUSED_ATTR, why)
+                print(f"[segsweep] trial {trial.number} {why} {self.trained_params(trial)}", flush=True)
+                self._tell(study, trial, Outcome(TrialState.PRUNED, error=why))
+                return None
         return trial, overrides
+
+    def trial_config(self, overrides: list[str]) -> Any:
+        """The resolved run config one trial's job would train (segsweep's task: sweep.py)."""
+        from omegaconf import open_dict
+
+        from sweeper.task import resolve_config
+
+        assert self.cfg is not None and self.sw.hydra_context is not None
+        cfg = self.sw.hydra_context.config_loader.load_sweep_config(self.cfg, list(overrides))
+        task_overrides = list(OmegaConf.select(cfg, "hydra.overrides.task", default=None) or [])
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            cfg.pop("hydra", None)
+        return resolve_config(cfg, task_overrides)
+
+    def _measure(self, overrides: list[str]) -> dict[str, Any]:
+        """What the trial's model costs (``self.pre_training``), measured here before it trains."""
+        from sweeper.trial_measures import measure
+
+        try:
+            return measure(self.trial_config(overrides), self.pre_training,
+                           int(self.s.get("latency_warmup", 3)), int(self.s.get("latency_repeats", 10)))
+        except Exception as e:  # noqa: BLE001 - a config that does not build: the job says why, as any failure
+            log.warning("could not measure the trial's model before training: %s", _first_line(e))
+            return {}
+
+    def _constraints_func(self, trial: optuna.trial.FrozenTrial) -> list[float]:
+        """Optuna's constraints_func: each constraint's violation (<= 0: kept) from the trial's measures."""
+        measured = trial.user_attrs.get(MEASURES_ATTR) or {}
+        return [c.violation(float(measured[c.name])) if c.name in measured else 0.0 for c in self.constraints]
+
+    def objective_values(self, out: Outcome) -> Outcome:
+        """A COMPLETE outcome with one value per direction: the task's value(s), or the named objectives
+        (a ``<split>_mIoU`` is the task's final mIoU; params_M & co. are the trial's pre-training measures,
+        else the task's result dict, else its run's metric). An objective without a value fails the trial."""
+        if out.state != TrialState.COMPLETE:
+            return out
+        if self.objectives is None:
+            values = out.values or [out.value]
+        else:
+            values = [self._objective(name, out) for name in self.objectives]
+        if len(values) != len(self.directions) or any(v is None for v in values):
+            names = self.objectives or [f"value {i}" for i in range(len(self.directions))]
+            missing = [n for n, v in zip(names, values, strict=False) if v is None] or names[len(values):]
+            return Outcome(TrialState.FAIL, None, out.run_id, out.name,
+                           f"trial has no value for objective(s) {missing} (directions {self.directions})")
+        out.values = [float(v) for v in values if v is not None]
+        out.value = out.values[0]
+        return out
+
+    def _objective(self, name: str, out: Outcome) -> float | None:
+        measured = out.measures
+        if name in measured:
+            return _finite(measured[name])
+        split, _, measure = name.removeprefix("final_").partition("_")
+        if measure == "mIoU" and split in ("val", "test"):
+            return out.value  # the task's value: its final mIoU on the split it evaluates on
+        rv = out.returned or {}
+        if name in rv:
+            return _finite(rv[name])
+        return self._run_metric(out.run_id, name)
 
     def _value_from_mlflow(self, out: Outcome) -> Outcome:
         """A SKIPPED trial without a value: take the finished run's objective from MLflow."""
@@ -384,34 +467,25 @@ class Search:
         return Outcome(TrialState.COMPLETE, value, out.run_id, out.name)
 
     def _tell(self, study: optuna.Study, trial: Trial, out: Outcome) -> None:
+        out.measures = dict(trial.user_attrs.get(MEASURES_ATTR) or {})
+        out = self.objective_values(out)
         for k, v in (("mlflow_run_id", out.run_id), ("name", out.name), ("error", out.error)):
             if v is not None:
                 trial.set_user_attr(k, v)
-        values = out.value if out.state == TrialState.COMPLETE else None
+        values = (out.values if self.multi else out.value) if out.state == TrialState.COMPLETE else None
         try:
             study.tell(trial, values, state=out.state)
         except RuntimeError as e:  # GridSampler calls study.stop() once the grid is covered
             if "Study.stop" not in str(e):
                 raise
             self.grid_done = True
-        shown = "" if out.value is None else f" value={out.value:.4g}"
+        shown = "" if out.value is None else (
+            f" values={[float(f'{v:.4g}') for v in out.values or []]}" if self.multi else f" value={out.value:.4g}")
         why = f" ({out.error})" if out.error else ""
         log.info("trial %d %s%s%s %s", trial.number, out.state.name, shown, why, self.trained_params(trial))
         if out.state == TrialState.FAIL and out.error:
             print(f"[segsweep] trial {trial.number} failed: {out.error}", file=sys.stderr, flush=True)
-        self._track_trial(trial.number, out)
-
-    def _track_trial(self, number: int, out: Outcome) -> None:
-        if self.parent is None:
-            return
-        try:
-            run_id = out.run_id or self.parent.find_trial_run(number)
-            if run_id:
-                self.parent.tag_child(run_id, number)
-            if out.value is not None:
-                self.parent.log_metrics({"trial_value": out.value}, step=number)
-        except Exception as e:  # noqa: BLE001 - tracking trouble must not stop the search
-            log.warning("MLflow: could not record trial %d on the parent run: %s", number, e)
+        self._track_trial(study, trial.number, out)
 
     # ------------------------------------------------------------------ loop
 
@@ -469,9 +543,12 @@ class Search:
                     and not self.grid_done
                     and (timeout is None or time.monotonic() - t0 < float(timeout))
                 ):
-                    trial, overrides = self._ask(study)
-                    running[pool.submit(self._launch, overrides, trial.number)] = trial
+                    asked = self._ask(study)
                     launched += 1
+                    if asked is None:  # refused before training: told already, nothing to launch
+                        continue
+                    trial, overrides = asked
+                    running[pool.submit(self._launch, overrides, trial.number)] = trial
                 if not running:
                     break
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -488,50 +565,206 @@ class Search:
         return too_many_failures
 
     def _results(self, study: optuna.Study, sweep_dir: Path) -> dict[str, Any]:
-        counts = self.counts(study)
+        """``optimization_results.yaml``: the best trial (one objective) or the front's ``solutions``
+        (several, as Hydra's upstream sweeper), the params as trained; tracked on the parent run."""
         results: dict[str, Any] = {
             "name": "segsweep_optuna",
             "study_name": self.study_name,
             "storage": self.storage_url,
-            "direction": study.direction.name.lower(),
-            "trials": counts,
+            "direction": list(self.directions) if self.multi else self.directions[0],
+            "trials": self.counts(study),
             "best_trial": None,
             "best_value": None,
             "best_params": {},
             "best_run_id": None,
         }
-        try:
-            best = study.best_trial
-        except ValueError:
-            log.warning("study %s has no completed trial yet", self.study_name)
-            best = None
-        if best is not None:
-            results.update(
-                best_trial=best.number,
-                best_value=best.value,
-                best_params=dict(best.user_attrs.get(PARAMS_ATTR) or best.params),
-                best_run_id=best.user_attrs.get("mlflow_run_id"),
-            )
-            log.info("best: trial %d value=%.4g %s", best.number, best.value, best.params)
+        front: list[dict[str, Any]] = []
+        if self.multi:
+            front = self.front(study)
+            results.update(objectives=self.objective_names(), solutions=front)
+            log.info("front: %d trial(s) of %d complete", len(front), results["trials"]["complete"])
+        else:
+            best = self._best(study)
+            if best is not None:
+                trained = dict(best.user_attrs.get(PARAMS_ATTR) or best.params)
+                results.update(best_trial=best.number, best_value=best.value, best_params=trained,
+                               best_run_id=best.user_attrs.get("mlflow_run_id"))
+                log.info("best: trial %d value=%.4g %s", best.number, best.value, trained)
         path = sweep_dir / "optimization_results.yaml"
         OmegaConf.save(OmegaConf.create(results), path)
+        files = [path, *(self._write_front(study, front, sweep_dir) if self.multi else [])]
         if self.parent is not None:
             try:
-                self._track_results(results, path)
+                self._track_results(study, results, front, files)
             except Exception as e:  # noqa: BLE001 - the results file is written; tracking is extra
                 log.warning("MLflow: could not record the search results: %s", e)
         return results
 
-    def _track_results(self, results: dict[str, Any], path: Path) -> None:
+    def _best(self, study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+        try:
+            return study.best_trial
+        except ValueError:
+            log.warning("study %s has no completed trial yet", self.study_name)
+            return None
+
+    def objective_names(self) -> list[str]:
+        """The objectives' names: as configured, else ``value_0``, ``value_1``, ... (the task's values)."""
+        return list(self.objectives or [f"value_{i}" for i in range(len(self.directions))])
+
+    def front(self, study: optuna.Study) -> list[dict[str, Any]]:
+        """The study's Pareto front (Optuna's ``best_trials``), by trial number: params as trained."""
+        return [{"number": t.number, "params": dict(t.user_attrs.get(PARAMS_ATTR) or t.params),
+                 "values": list(t.values), "run_id": t.user_attrs.get("mlflow_run_id"), "name": t.user_attrs.get("name")}
+                for t in sorted(study.best_trials, key=lambda t: t.number)]
+
+    def _front_points(self, study: optuna.Study, front: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        on = {row["number"] for row in front}
+        names = self.objective_names()
+        return [{"trial": t.number, "run_id": t.user_attrs.get("mlflow_run_id") or "", "name": t.user_attrs.get("name") or "",
+                 **dict(zip(names, t.values, strict=True)), "front": t.number in on,
+                 "label": f"#{t.number}", **{f"param.{k}": v for k, v in (t.user_attrs.get(PARAMS_ATTR) or t.params).items()}}
+                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+
+    def _write_front(self, study: optuna.Study, front: list[dict[str, Any]], sweep_dir: Path) -> list[Path]:
+        """``pareto.csv`` (the front's trials) and ``pareto.png`` (every trial, the front highlighted;
+        the first objective against the second) in the sweep dir."""
+        points = self._front_points(study, front)
+        names = self.objective_names()
+        columns = ["trial", *names, "name", "run_id", *sorted({k for p in points for k in p if k.startswith("param.")})]
+        rows = sorted((p for p in points if p["front"]), key=lambda p: p[names[0]], reverse=self.directions[0] == "maximize")
+        csv_path = sweep_dir / "pareto.csv"
+        csv_path.write_text(pareto.front_csv(rows, columns))
+        if not points:
+            return [csv_path]
+        png = pareto.draw_front(points, names[1], names[0], [self.directions[1], self.directions[0]],
+                                sweep_dir / "pareto.png", f"{self.title()}: {len(rows)} of {len(points)} trials on the front")
+        return [csv_path, png]
+
+    def title(self) -> str:
+        """The search as a researcher reads it: its objectives, its space and its study."""
+        space = self.space.short()
+        if self.multi:
+            objectives = " & ".join(f"{d[:3]} {n}" for d, n in zip(self.directions, self.objective_names(), strict=True))
+            return f"search {objectives} over {space} ({self.study_name})"
+        return f"search {space} ({self.study_name})"
+
+    # ------------------------------------------------------------------ MLflow (the search's only writes)
+
+    def _open_parent(self) -> None:
+        """Open (or re-open) the parent run: a sweep's record (its tags, name, params) plus the search's."""
+        if not self.s.get("mlflow_parent", True) or not self.tracking_uri:
+            return
+        title = self.title()
+        self.parent = SearchParentRun(self.tracking_uri, self.experiment, self.study_name, title)
+        setup = {f"search.{k}": v for k, v in self.space.describe().items()}
+        setup.update(
+            {
+                "search.direction": self.s.get("direction"),
+                "search.metric": self.s.get("metric"),
+                "search.n_trials": self.s.get("n_trials"),
+                "search.n_jobs": self.n_jobs,
+                "search.sampler": json.dumps(self.s.get("sampler"), sort_keys=True),
+                "search.pruner": json.dumps(self.s.get("pruner"), sort_keys=True),
+                "search.fixed": " ".join(self.space.fixed),
+                **({"search.objectives": ",".join(self.objective_names())} if self.multi or self.objectives else {}),
+                **({"search.constraints": ",".join(str(c) for c in self.constraints)} if self.constraints else {}),
+            }
+        )
+        setup.update(self._sweep_params())
+        self.parent.log_setup(setup)
+        self.parent.set_tags({"segsweep.study": self.study_name, "segsweep.storage": self.storage_url,
+                              "segsweep.sweep": title, "mlflow.runName": title[:250],
+                              "segsweep.objectives": ",".join(self.objective_names()),
+                              "segsweep.directions": ",".join(self.directions),
+                              "segsweep.sweep_dir": str(self.cfg.hydra.sweep.dir) if self.cfg is not None else ""})
+        # the trials' runs find their parent where the launchers' jobs find theirs (sweeper.task.sweep_tags)
+        from sweeper import PARENTS_ENV, SWEEP_ID_ENV
+
+        os.environ[PARENTS_ENV] = json.dumps({f"{self.tracking_uri}|{self.experiment}": self.parent.run_id})
+        os.environ[SWEEP_ID_ENV] = self.study_name
+
+    def _sweep_params(self) -> dict[str, str]:
+        """As a sweep parent's: each fixed override and each searched key under its own key, ``sweep.axes``."""
+        from sweeper.sweep_record import split_overrides
+
+        try:
+            fixed = split_overrides(list(self.space.fixed))[1]
+        except Exception:  # noqa: BLE001 - an override the record cannot split stays in search.fixed
+            fixed = {}
+        axes = {k.lstrip("+~"): v for k, v in self.space.describe().items()}
+        return {**fixed, **axes, "sweep.axes": ",".join(axes) or "(none)"}
+
+    def _track_trial(self, study: optuna.Study, number: int, out: Outcome) -> None:
+        """Link the trial's run to the parent, log its value(s), the counters and the best so far as
+        curves (counters at step = trials ended, values at step = trial number: a step never repeats),
+        its pre-training measures on its run, and refresh the parent's summary."""
+        if self.parent is None:
+            return
+        try:
+            run_id = out.run_id or self.parent.find_trial_run(number)
+            if run_id:
+                self.parent.tag_child(run_id, number)
+                self._track_measures(run_id, out.measures)
+            counts = self.counts(study)
+            metrics: dict[str, float] = {f"n_{k}": float(v) for k, v in counts.items()}
+            if self.multi:
+                metrics["pareto_size"] = float(len(study.best_trials))
+                if out.values and out.state == TrialState.COMPLETE:
+                    names = self.objective_names()
+                    self.parent.log_metrics({f"trial_{n}": v for n, v in zip(names, out.values, strict=True)},
+                                            step=number)
+            else:
+                best = self._best(study) if counts["complete"] else None
+                if best is not None:
+                    metrics["best_value"] = float(best.value)
+                if out.value is not None and out.state == TrialState.COMPLETE:
+                    self.parent.log_metrics({"trial_value": out.value}, step=number)
+            self.parent.log_metrics(metrics, step=sum(counts.values()))
+            self.parent.refresh_summary()
+        except Exception as e:  # noqa: BLE001 - tracking trouble must not stop the search
+            log.warning("MLflow: could not record trial %d on the parent run: %s", number, e)
+
+    def _track_measures(self, run_id: str, measures: Mapping[str, Any]) -> None:
+        """A trial run's pre-training measures: ``latency_ms`` / ``flops_G`` as metrics (``params_M``
+        is the run's own), the device the latency was timed on as tag ``segsweep.latency_device``."""
+        from sweeper.trial_measures import LATENCY_DEVICE
+
+        assert self.parent is not None
+        metrics = {k: float(v) for k, v in measures.items() if k in ("latency_ms", "flops_G")}
+        if metrics:
+            self.parent.log_run_metrics(run_id, metrics)
+        if measures.get(LATENCY_DEVICE):
+            self.parent.set_run_tags(run_id, {"segsweep." + LATENCY_DEVICE: str(measures[LATENCY_DEVICE])})
+
+    def _run_metric(self, run_id: str | None, name: str) -> float | None:
+        """A trial run's metric ``name`` (its last value), read from MLflow; None without it."""
+        if not (run_id and self.tracking_uri):
+            return None
+        from sweeper import tracking
+
+        try:
+            return _finite(tracking.client_for(self.tracking_uri).get_run(run_id).data.metrics.get(name))
+        except Exception as e:  # noqa: BLE001 - the run may be gone or the store unreachable
+            log.warning("MLflow: could not read %s of run %s: %s", name, run_id, e)
+            return None
+
+    def _track_results(self, study: optuna.Study, results: dict[str, Any], front: list[dict[str, Any]],
+                       files: list[Path]) -> None:
+        """The parent's best (one objective) or front (several: tag ``segsweep.pareto`` on every
+        complete trial's run, true on the front), and the files as artifacts."""
         assert self.parent is not None
         tags = {f"best.{k}": v for k, v in results["best_params"].items()}
         if results["best_trial"] is not None:
             tags.update(
                 {"segsweep.best_trial": results["best_trial"], "segsweep.best_run_id": results["best_run_id"]}
             )
+        if self.multi:
+            tags["segsweep.pareto_trials"] = ",".join(str(row["number"]) for row in front)
+            on = {row["number"] for row in front}
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                if t.user_attrs.get("mlflow_run_id"):
+                    self.parent.set_run_tags(t.user_attrs["mlflow_run_id"],
+                                             {pareto.FRONT_TAG: str(t.number in on).lower()})
         self.parent.set_tags({k: v for k, v in tags.items() if v is not None})
-        metrics = {f"n_{k}": float(v) for k, v in results["trials"].items()}
-        if results["best_value"] is not None:
-            metrics["best_value"] = results["best_value"]
-        self.parent.log_metrics(metrics)
-        self.parent.log_artifact(path)
+        for path in files:
+            self.parent.log_artifact(path)

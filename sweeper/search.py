@@ -93,7 +93,7 @@ def open_storage(url: str) -> Any:
 
 # --------------------------------------------------------------------------- pruners
 
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp")
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "nsgaii")
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "threshold", "patient", "none")
 
 
@@ -175,6 +175,8 @@ class PruningCallback(Callback):
         )
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, self.trial_number)
         self.trial = optuna.trial.Trial(study, trial_id)
+        if len(study.directions) > 1:  # a multi-objective trial reports nothing (docs/search.md)
+            self.metric = None
 
     def on_train_start(self, info: Mapping[str, Any]) -> None:
         """Open the study and the trial (fails early if the trial does not exist)."""
@@ -201,20 +203,27 @@ class PruningCallback(Callback):
 
 
 class SearchParentRun:
-    """The MLflow parent run of one search, keyed by tag ``segsweep.sweep_id`` (= the study name).
+    """The MLflow parent run of one search, keyed by tag ``segsweep.sweep_id`` (= the study name), named
+    ``title`` (tags ``segsweep.sweep`` and ``mlflow.runName``, as a sweep's parent).
 
-    Every write goes through ``sweeper.tracking`` (its client, experiment and tag helpers).
+    Every write of the search goes through here, and through ``sweeper.tracking`` (its client,
+    experiment and tag helpers) and ``sweeper.sweep_record`` (the summary a sweep's parent holds).
     """
 
-    def __init__(self, tracking_uri: str, experiment: str, sweep_id: str) -> None:
+    def __init__(self, tracking_uri: str, experiment: str, sweep_id: str, title: str | None = None) -> None:
         from sweeper import tracking
 
         self.tracking = tracking
         self.client = tracking.client_for(tracking_uri)
         self.tracking_uri = tracking_uri
         self.sweep_id = sweep_id
+        self.title = title or f"search {sweep_id}"
         self.experiment_id = tracking.ensure_experiment(tracking_uri, experiment)
         self.run_id, self.resumed = self._find_or_create()
+        self.refreshed = False  # the summary was rewritten by this process (once a trial ended)
+        # the step of the parent's jobs_* counters is the number of its ended trial runs: never logged twice
+        history = self.client.get_metric_history(self.run_id, "jobs_total") if self.resumed else []
+        self.summary_step = max((m.step for m in history), default=-1)
 
     def _find_or_create(self) -> tuple[str, bool]:
         tag = self.tracking.TAG
@@ -229,9 +238,10 @@ class SearchParentRun:
             return run_id, True
         from sweeper import sweep_record
 
+        name = self.title[:250]
         tags = {tag + "sweep_id": self.sweep_id, tag + "kind": "search", tag + "source": "segsweep",
-                tag + "command": sweep_record.command_line(), "mlflow.runName": f"search.{self.sweep_id}"}
-        run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"search.{self.sweep_id}")
+                tag + "sweep": self.title, tag + "command": sweep_record.command_line(), "mlflow.runName": name}
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
         return run.info.run_id, False
 
     def log_setup(self, params: Mapping[str, Any]) -> None:
@@ -276,13 +286,48 @@ class SearchParentRun:
         )
         return runs[0].info.run_id if runs else None
 
+    def log_run_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        """Log metrics (step 0, once: a value already there is kept) on one trial's run."""
+        from mlflow.entities import Metric
+
+        have = self.client.get_run(run_id).data.metrics
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if k not in have and math.isfinite(float(v))]
+        if batch:
+            self.client.log_batch(run_id, metrics=batch)
+
+    def set_run_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Set tags on one trial's run (those that differ)."""
+        have = self.client.get_run(run_id).data.tags
+        todo = {k: str(v) for k, v in tags.items() if have.get(k) != str(v)}
+        if todo:
+            self.tracking.set_tags(self.client, run_id, todo)
+
     def log_artifact(self, path: str | os.PathLike[str]) -> None:
         """Attach a file to the parent run."""
         self.client.log_artifact(self.run_id, str(path))
 
-    def finish(self, status: str = "FINISHED") -> None:
-        """Close the parent run (FINISHED, FAILED or KILLED), its description the trials' summary table."""
+    def refresh_summary(self) -> None:
+        """Rewrite the parent's counts (``jobs_*``, step = trial runs ended), best and summary table from
+        its trial runs, as a sweep's parent is rewritten when one of its jobs ends; not when no run
+        ended since (a trial that reused a finished run): a step is never logged twice."""
         from sweeper import sweep_record
 
-        sweep_record.close_record({f"{self.tracking_uri}|": self.run_id}, [])
+        kids = self.client.search_runs([self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.run_id}'",
+                                       order_by=["attributes.start_time ASC"], max_results=10000)
+        jobs = [sweep_record.job_state(r) for r in kids]
+        step = sum(j.status in sweep_record.ENDED for j in jobs)
+        if step > self.summary_step:
+            sweep_record.write_summary(self.client, self.run_id, self.title, jobs)
+            self.summary_step = step
+        self.refreshed = True
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """Close the parent run (FINISHED, FAILED or KILLED). Its summary is the one the last trial
+        wrote; a search that ran no trial (a resume with none owed) keeps its record as it is, and a
+        new one without a trial writes the empty summary: no counter is logged twice at one step."""
+        from sweeper import sweep_record
+
+        if not self.refreshed and not self.resumed:
+            sweep_record.close_record({f"{self.tracking_uri}|": self.run_id}, [])
         self.client.set_terminated(self.run_id, status=status)

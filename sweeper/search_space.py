@@ -47,8 +47,21 @@ class SearchSpace:
     fixed: list[str] = field(default_factory=list)
 
     def describe(self) -> dict[str, str]:
-        """One short human-readable line per sampled parameter."""
+        """One short human-readable line per sampled parameter (part of the default study name: kept)."""
         return {k: _describe(d) for k, d in self.distributions.items()}
+
+    def short(self) -> str:
+        """The space in one line for a run name: ``lr=[0.0001..0.01 log] growth={12,24}``."""
+        return " ".join(f"{k.lstrip('+~')}={_short(d)}" for k, d in self.distributions.items())
+
+
+def _short(dist: BaseDistribution) -> str:
+    if isinstance(dist, CategoricalDistribution):
+        return "{" + ",".join(str(c) for c in dist.choices) + "}"
+    if isinstance(dist, (IntDistribution, FloatDistribution)):
+        extra = " log" if dist.log else (f" step {dist.step:g}" if dist.step not in (None, 1) else "")
+        return f"[{dist.low:g}..{dist.high:g}{extra}]"
+    return repr(dist)
 
 
 def _describe(dist: BaseDistribution) -> str:

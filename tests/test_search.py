@@ -631,15 +631,88 @@ def test_example_with_grid_sampler(hydra_sweep_runner, tmp_path: Path, num_trial
     assert returns.best_params.z in ["foo", "bar"]
 
 
-def test_multi_objective_is_refused_in_one_line(hydra_sweep_runner, tmp_path: Path) -> None:
-    """Deviation: one objective per study (upstream's multi-objective example does not apply): a list
-    of directions is refused by the sweeper's config, another word by the sweeper."""
-    sweep, _ = _optuna_sweep(hydra_sweep_runner, tmp_path, "sphere", "hydra.sweeper.direction=[minimize,minimize]")
-    with pytest.raises(Exception, match=r"hydra\.sweeper\.direction=\[minimize,minimize\]"), sweep:
-        pass
-    sweep, _ = _optuna_sweep(hydra_sweep_runner, tmp_path, "sphere", "hydra.sweeper.direction=both")
-    with pytest.raises(Exception, match="use maximize or minimize"), sweep:
-        pass
+def _dominates(a: list[float], b: list[float]) -> bool:
+    """upstream's helper (both objectives minimised)"""
+    return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.slow  # 2 x 20 trials in this process: upstream's example, run with Hydra's suites (-m conformance)
+@pytest.mark.conformance
+@pytest.mark.parametrize("with_commandline", [True, False])
+def test_optuna_multi_objective_example(hydra_sweep_runner, tmp_path: Path, with_commandline: bool) -> None:
+    """upstream's test_optuna_multi_objective_example: the Binh-and-Korn app and its config (only the
+    sweeper's name changed) through segsweep's sweeper; its `solutions` are the front, none dominates
+    another, and the front is the non-dominated set of all the study's trials."""
+    from tests.apps.multi_objective import binh_and_korn
+
+    cmd = ["hydra.sweeper.n_trials=20", "hydra.sweeper.n_jobs=1", "hydra/sweeper/sampler=random",
+           "hydra.sweeper.sampler.seed=123"]
+    if with_commandline:
+        cmd += ["x=range(0, 5)", "y=range(0, 3)"]
+    sweep, storage = _optuna_sweep(hydra_sweep_runner, tmp_path, "multi-objective", *cmd, task=binh_and_korn)
+    with sweep:
+        returns = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
+        front_csv = (tmp_path / "sweep" / "pareto.csv").read_text()
+    assert returns.name == "segsweep_optuna" and list(returns.direction) == ["minimize", "minimize"]
+    solutions = [OmegaConf.to_container(s) for s in returns.solutions]
+    for sx in solutions:
+        steps = {0} if with_commandline else {0, 0.5}
+        assert sx["params"]["x"] % 1 in steps and sx["params"]["y"] % 1 in steps
+        assert not any(_dominates(sy["values"], sx["values"]) for sy in solutions)
+    trials = optuna.load_study(storage=storage, study_name="multi-objective").trials
+    by_hand = [t.number for t in trials if not any(_dominates(o.values, t.values) for o in trials)]
+    assert sorted(s["number"] for s in solutions) == by_hand
+    assert front_csv.startswith("trial,value_0,value_1,") and front_csv.count("\n") == len(solutions) + 1
+
+
+def test_upstream_multi_objective_config_runs_with_nsgaii(hydra_sweep_runner, tmp_path: Path) -> None:
+    """The example's own sampler (nsgaii, seeded) and space, as upstream's config has them."""
+    from tests.apps.multi_objective import binh_and_korn
+
+    sweep, storage = _optuna_sweep(hydra_sweep_runner, tmp_path, "multi-objective", "hydra.sweeper.n_trials=6",
+                                   task=binh_and_korn)
+    with sweep:
+        returns = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
+    study = optuna.load_study(storage=storage, study_name="multi-objective")
+    assert all(any("generation" in k for k in t.system_attrs) for t in study.trials)  # NSGA-II's marks
+    assert returns.trials.complete == 6 and len(returns.solutions) >= 1
+    assert {s.number for s in returns.solutions} == {t.number for t in study.best_trials}
+
+
+def test_bad_directions_and_objectives_are_refused_in_one_line(hydra_sweep_runner, tmp_path: Path) -> None:
+    for bad, message in (("hydra.sweeper.direction=both", "use maximize or minimize"),
+                         ("hydra.sweeper.direction=[minimize,upward]", "use maximize or minimize"),
+                         ("hydra.sweeper.objectives=[a,b,c]", "3 objective\\(s\\) for 1 direction"),
+                         ("hydra.sweeper.objectives=[params_M]", "not segsweep's sweep.py"),
+                         ('hydra.sweeper.constraints=["val_mIoU>=3"]', "can bound only params_M"),
+                         ('hydra.sweeper.constraints=["params_M~6"]', "cannot read")):
+        sweep, _ = _optuna_sweep(hydra_sweep_runner, tmp_path, "sphere", bad)
+        with pytest.raises(Exception, match=message), sweep:
+            pass
+
+
+def test_the_front_and_constraints_by_hand() -> None:
+    """non_dominated against a brute force on random points (ties and both directions); a constraint's
+    violation is Optuna's (<= 0: kept) and names what it broke."""
+    import random
+
+    from sweeper.pareto import broken, dominates, non_dominated, parse_constraints
+
+    rng = random.Random(0)
+    for directions in (["maximize", "minimize"], ["minimize", "minimize"], ["maximize", "maximize", "minimize"]):
+        pts = [[float(rng.randint(0, 5)) for _ in directions] for _ in range(30)]
+        signs = [1 if d == "maximize" else -1 for d in directions]
+        brute = [i for i, p in enumerate(pts) if not any(
+            all(s * q[k] >= s * p[k] for k, s in enumerate(signs)) and any(s * q[k] > s * p[k] for k, s in enumerate(signs))
+            for q in pts)]
+        assert non_dominated(pts, directions) == brute
+    assert dominates([50, 2], [40, 3], ["maximize", "minimize"]) and not dominates([50, 2], [50, 2], ["maximize", "minimize"])
+    assert non_dominated([[1.0, float("nan")], [0.0, 1.0]], ["maximize", "minimize"]) == [1]
+    (c,) = parse_constraints(['params_M<=6'])
+    assert c.violation(5.0) == -1.0 and c.violation(7.5) == 1.5 and c.kept(6.0)
+    (lt,) = parse_constraints("latency_ms<20")
+    assert not lt.kept(20.0) and lt.kept(19.9)
+    assert broken([c], {"params_M": 7.25}) == ["params_M=7.25 breaks params_M<=6"] and broken([c], {}) == []
 
 
 @pytest.mark.parametrize("max_failure_rate", [0.5, 1.0])
@@ -685,6 +758,19 @@ def test_a_sampled_float_is_trained_rounded(value: float, digits: int | None, ro
     assert round_sampled(1.00049e-4, dist, 3) == 1e-4 and round_sampled(5, IntDistribution(1, 9), 3) == 5
     assert round_sampled(1.2344e-4, FloatDistribution(1.2344e-4, 1.0), 3) == 1.2344e-4  # kept inside the bounds
     assert round_sampled(0.25, FloatDistribution(0.0, 1.0, step=0.25), 1) == 0.25  # a stepped float is exact
+
+
+def test_the_best_params_are_printed_and_recorded_as_trained(hydra_sweep_runner, tmp_path: Path, capsys) -> None:
+    """best: ... shows the values the trial trained (3 significant digits), not Optuna's sampled float."""
+    sweep, storage = _optuna_sweep(hydra_sweep_runner, tmp_path, "sphere", "hydra.sweeper.n_trials=2",
+                                   "hydra/sweeper/sampler=random", "x=interval(-1.0, 1.0)", "y=0", "~z")
+    with sweep:
+        returns = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
+    best = optuna.load_study(storage=storage, study_name="sphere").best_trial
+    trained = float(f"{best.params['x']:.3g}")
+    assert trained != best.params["x"] and returns.best_params.x == trained
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if "best: trial" in x]
+    assert line.endswith(f"{{'x': {trained!r}}}") and repr(best.params["x"]) not in line
 
 
 def test_a_trials_study_travels_in_hydra_job_env_set_and_back(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,5 @@
 """Structured configs of the ``segsweep_optuna`` sweeper: ``hydra/sweeper=segsweep_optuna`` and its
-sampler group ``hydra/sweeper/sampler={tpe,random,grid,cmaes,gp}`` (as hydra-optuna-sweeper's)."""
+sampler group ``hydra/sweeper/sampler={tpe,random,grid,cmaes,gp,nsgaii}`` (as hydra-optuna-sweeper's)."""
 
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +37,18 @@ class PrunerConf:
 class SegsweepOptunaSweeperConf:
     _target_: str = "hydra_plugins.segsweep_optuna.sweeper.SegsweepOptunaSweeper"
     defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])
-    direction: str = "maximize"
+    # one word, or one per objective for a multi-objective study: [maximize, minimize]
+    direction: Any = "maximize"
+    # What each direction optimises, by the names a trial records: [val_mIoU, params_M]. null: the task's
+    # value (a sequence of values for several directions, as Hydra's upstream sweeper). params_M, flops_G
+    # and latency_ms are measured before the trial trains; a <split>_mIoU is the trial's final mIoU.
+    objectives: list[str] | None = None
+    # Bounds on what is measured before training ('hydra.sweeper.constraints=["params_M<=6"]'): a trial
+    # that breaks one is refused (PRUNED, never trained) and the sampler is told (constraints_func).
+    constraints: list[str] = field(default_factory=list)
+    # latency_ms: forward passes at the run's crop size (batch 1) on the run's device; the median is kept.
+    latency_warmup: int = 3
+    latency_repeats: int = 10
     # The intermediate metric each trial reports per epoch (pruning); the objective is the job's value.
     metric: str = "val_mIoU"
     # null: "search-<hash of the app, its config, the fixed overrides, space, direction, metric and
