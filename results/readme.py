@@ -135,6 +135,7 @@ def build(runs: pd.DataFrame, tracking_uri: str, out: Path, parents: pd.DataFram
           ui: str | None = None) -> str:
     """The README text; writes the PNGs and the sweep pages next to ``out``; run links go to ``ui``
     (``ui_base``)."""
+    from results.pareto import readme_section
     from sweeper.tracking import ui_url
 
     ui = ui_base(tracking_uri, ui)
@@ -165,6 +166,7 @@ def build(runs: pd.DataFrame, tracking_uri: str, out: Path, parents: pd.DataFram
             parts.append(f"\n_{scatter.caption}._\n")
     if parents is not None:
         parts.append(_sweeps_section(parents, runs, out.parent, hash_fn, ui))
+    parts.append(readme_section(tracking_uri, out.parent))  # multi-objective searches: their fronts
     if hash_fn is not None:
         hash_fn.save()
     return "".join(parts)

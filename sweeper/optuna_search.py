@@ -671,8 +671,8 @@ class Search:
             }
         )
         setup.update(self._sweep_params())
-        self.parent.log_setup(setup)
-        self.parent.set_tags({"segsweep.study": self.study_name, "segsweep.storage": self.storage_url,
+        self.parent.record_setup(setup)
+        self.parent.tag({"segsweep.study": self.study_name, "segsweep.storage": self.storage_url,
                               "segsweep.sweep": title, "mlflow.runName": title[:250],
                               "segsweep.objectives": ",".join(self.objective_names()),
                               "segsweep.directions": ",".join(self.directions),
@@ -711,15 +711,15 @@ class Search:
                 metrics["pareto_size"] = float(len(study.best_trials))
                 if out.values and out.state == TrialState.COMPLETE:
                     names = self.objective_names()
-                    self.parent.log_metrics({f"trial_{n}": v for n, v in zip(names, out.values, strict=True)},
+                    self.parent.record_metrics({f"trial_{n}": v for n, v in zip(names, out.values, strict=True)},
                                             step=number)
             else:
                 best = self._best(study) if counts["complete"] else None
                 if best is not None:
                     metrics["best_value"] = float(best.value)
                 if out.value is not None and out.state == TrialState.COMPLETE:
-                    self.parent.log_metrics({"trial_value": out.value}, step=number)
-            self.parent.log_metrics(metrics, step=sum(counts.values()))
+                    self.parent.record_metrics({"trial_value": out.value}, step=number)
+            self.parent.record_metrics(metrics, step=sum(counts.values()))
             self.parent.refresh_summary()
         except Exception as e:  # noqa: BLE001 - tracking trouble must not stop the search
             log.warning("MLflow: could not record trial %d on the parent run: %s", number, e)
@@ -732,9 +732,9 @@ class Search:
         assert self.parent is not None
         metrics = {k: float(v) for k, v in measures.items() if k in ("latency_ms", "flops_G")}
         if metrics:
-            self.parent.log_run_metrics(run_id, metrics)
+            self.parent.record_run_metrics(run_id, metrics)
         if measures.get(LATENCY_DEVICE):
-            self.parent.set_run_tags(run_id, {"segsweep." + LATENCY_DEVICE: str(measures[LATENCY_DEVICE])})
+            self.parent.tag_run(run_id, {"segsweep." + LATENCY_DEVICE: str(measures[LATENCY_DEVICE])})
 
     def _run_metric(self, run_id: str | None, name: str) -> float | None:
         """A trial run's metric ``name`` (its last value), read from MLflow; None without it."""
@@ -763,8 +763,8 @@ class Search:
             on = {row["number"] for row in front}
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
                 if t.user_attrs.get("mlflow_run_id"):
-                    self.parent.set_run_tags(t.user_attrs["mlflow_run_id"],
+                    self.parent.tag_run(t.user_attrs["mlflow_run_id"],
                                              {pareto.FRONT_TAG: str(t.number in on).lower()})
-        self.parent.set_tags({k: v for k, v in tags.items() if v is not None})
+        self.parent.tag({k: v for k, v in tags.items() if v is not None})
         for path in files:
-            self.parent.log_artifact(path)
+            self.parent.attach(path)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -234,38 +233,26 @@ class SearchParentRun:
         )
         if runs:
             run_id = runs[0].info.run_id
-            self.client.update_run(run_id, status="RUNNING")
+            self.tracking.reopen_run(self.client, run_id)
             return run_id, True
         from sweeper import sweep_record
 
         name = self.title[:250]
         tags = {tag + "sweep_id": self.sweep_id, tag + "kind": "search", tag + "source": "segsweep",
                 tag + "sweep": self.title, tag + "command": sweep_record.command_line(), "mlflow.runName": name}
-        run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
-        return run.info.run_id, False
+        return self.tracking.open_parent_run(self.client, self.experiment_id, tags, name), False
 
-    def log_setup(self, params: Mapping[str, Any]) -> None:
+    def record_setup(self, params: Mapping[str, Any]) -> None:
         """Search settings as params (logged once: a resumed search keeps the first values)."""
-        from mlflow.entities import Param
+        self.tracking.log_new_params(self.client, self.run_id, params)
 
-        existing = self.client.get_run(self.run_id).data.params
-        todo = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing]
-        for start in range(0, len(todo), self.tracking.MAX_BATCH):
-            self.client.log_batch(self.run_id, params=todo[start:start + self.tracking.MAX_BATCH])
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
+    def tag(self, tags: Mapping[str, Any]) -> None:
         """Set (mutable) tags on the parent run."""
         self.tracking.set_tags(self.client, self.run_id, {k: str(v)[:5000] for k, v in tags.items()})
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
-        """Log numeric metrics on the parent run."""
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
-                 if v is not None and math.isfinite(float(v))]
-        if batch:
-            self.client.log_batch(self.run_id, metrics=batch)
+    def record_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log numeric metrics on the parent run (the finite ones, full precision)."""
+        self.tracking.log_metrics(self.client, self.run_id, metrics, step)
 
     def tag_child(self, run_id: str, trial_number: int) -> None:
         """Make sure a trial's run is a child of this run and carries ``segsweep.trial``."""
@@ -286,26 +273,21 @@ class SearchParentRun:
         )
         return runs[0].info.run_id if runs else None
 
-    def log_run_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
+    def record_run_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
         """Log metrics (step 0, once: a value already there is kept) on one trial's run."""
-        from mlflow.entities import Metric
-
         have = self.client.get_run(run_id).data.metrics
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if k not in have and math.isfinite(float(v))]
-        if batch:
-            self.client.log_batch(run_id, metrics=batch)
+        self.tracking.log_metrics(self.client, run_id, {k: v for k, v in metrics.items() if k not in have}, 0)
 
-    def set_run_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+    def tag_run(self, run_id: str, tags: Mapping[str, str]) -> None:
         """Set tags on one trial's run (those that differ)."""
         have = self.client.get_run(run_id).data.tags
         todo = {k: str(v) for k, v in tags.items() if have.get(k) != str(v)}
         if todo:
             self.tracking.set_tags(self.client, run_id, todo)
 
-    def log_artifact(self, path: str | os.PathLike[str]) -> None:
+    def attach(self, path: str | os.PathLike[str]) -> None:
         """Attach a file to the parent run."""
-        self.client.log_artifact(self.run_id, str(path))
+        self.tracking.log_artifact(self.client, self.run_id, path)
 
     def refresh_summary(self) -> None:
         """Rewrite the parent's counts (``jobs_*``, step = trial runs ended), best and summary table from
@@ -315,7 +297,7 @@ class SearchParentRun:
 
         kids = self.client.search_runs([self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.run_id}'",
                                        order_by=["attributes.start_time ASC"], max_results=10000)
-        jobs = [sweep_record.job_state(r) for r in kids]
+        jobs = [sweep_record.job_row(r) for r in kids]
         step = sum(j.status in sweep_record.ENDED for j in jobs)
         if step > self.summary_step:
             sweep_record.write_summary(self.client, self.run_id, self.title, jobs)
@@ -330,4 +312,4 @@ class SearchParentRun:
 
         if not self.refreshed and not self.resumed:
             sweep_record.close_record({f"{self.tracking_uri}|": self.run_id}, [])
-        self.client.set_terminated(self.run_id, status=status)
+        self.tracking.close_run(self.client, self.run_id, status)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -122,22 +121,10 @@ def watch_parent(interval_s: float = 1.0) -> threading.Thread:
     return thread
 
 
-SLURM_LAUNCHER = "hydra_plugins.segsweep_slurm.SegsweepSlurmLauncher"
 
 
 class SlurmUnavailableError(UserError, ValueError):
     """``launcher=slurm`` where there is no SLURM (no ``sbatch`` on PATH)."""
-
-
-def check_launcher(config: Any) -> None:
-    """Before a sweep opens anything: the launcher it asks for can run here."""
-    from omegaconf import OmegaConf
-
-    target = OmegaConf.select(config, "hydra.launcher._target_", default="")
-    if target == SLURM_LAUNCHER and shutil.which("sbatch") is None:
-        raise SlurmUnavailableError("launcher=slurm but there is no SLURM here (no sbatch on PATH): run on the "
-                                    "cluster's login node, start the local cluster (scripts/local-slurm-start.sh, "
-                                    "docs/slurm.md), or use launcher=local / launcher=gpus")
 
 
 def stopped_line(stop: BaseException) -> str:

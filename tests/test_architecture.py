@@ -37,10 +37,6 @@ WRITERS = ("sweeper",)
 #: everything else in sweeper/ calls its functions (``tracking.close_run(...)``), never the client.
 RUN_STATE_OWNER = "sweeper/tracking.py"
 OWNER_MODULE = "tracking"  # a call on it (``tracking.set_tags``, ``self.tracking.set_tags``) is routed
-#: Files still writing through the client directly: moved by the search change (helper "search" routes
-#: sweeper/search.py's SearchParentRun through sweeper/tracking.py; optuna_search.py calls its methods,
-#: named like MLflow's); the lead removes this allowance after merging it.
-RAW_WRITES_ALLOWED = {"sweeper/search.py", "sweeper/optuna_search.py"}  # moved by the search change
 
 
 def _sources(package: str) -> Iterator[Path]:
@@ -122,7 +118,7 @@ def test_run_state_has_one_writer():
     calls = []
     for path in _sources("sweeper"):
         rel = path.relative_to(REPO).as_posix()
-        if rel != RUN_STATE_OWNER and rel not in RAW_WRITES_ALLOWED:
+        if rel != RUN_STATE_OWNER:
             calls += _raw_write_calls(_tree(path), rel)
     assert not calls, f"MLflow writes in sweeper/ outside {RUN_STATE_OWNER}:\n" + "\n".join(calls)
 

@@ -6,7 +6,6 @@ once as a real process."""
 from __future__ import annotations
 
 import runpy
-import shutil
 import signal
 import subprocess
 import sys
@@ -41,8 +40,6 @@ CASES = [
     (["-m", "launcher=gpus", "hydra.launcher.workers=0"], "hydra.launcher.workers=0: a pool needs a whole number of workers"),
     (["-m", "launcher=gpus", "launcher.workers=2"], "the launcher's options are Hydra's now, write `hydra.launcher.workers=...`"),
     (["-m", "launcher=gpus", "hydra.launcher.workers=two"], "Value 'two' of type 'str' could not be converted to Integer): give a value of the option's type"),
-    pytest.param(["-m", "launcher=slurm"], "launcher=slurm but there is no SLURM here (no sbatch on PATH)",
-                 marks=pytest.mark.skipif(shutil.which("sbatch") is not None, reason="SLURM is here")),
 ]
 
 

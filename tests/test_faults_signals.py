@@ -184,16 +184,6 @@ def test_workers_that_ignore_sigterm_are_killed_after_the_grace_period():
     assert stubborn.poll() == -signal.SIGKILL and time.monotonic() - started < 10
 
 
-def test_launcher_slurm_without_sbatch_is_refused_before_anything(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    from omegaconf import OmegaConf
-
-    config = OmegaConf.create({"hydra": {"launcher": {"_target_": shutdown.SLURM_LAUNCHER}}})
-    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch on it
-    with pytest.raises(shutdown.SlurmUnavailableError, match="launcher=slurm but there is no SLURM here"):
-        shutdown.check_launcher(config)
-    shutdown.check_launcher(OmegaConf.create({"hydra": {"launcher": {"_target_": "x.Local"}}}))
-
-
 @pytest.mark.slow
 def test_sigterm_to_a_detached_sweep(store: str, tmp_path: Path):
     sweep_dir = tmp_path / "sweep"
