@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +16,16 @@ from tests.conftest import REPO, subprocess_env
 
 BENCHES = sorted(p for p in (REPO / "bench").glob("*.py") if not p.name.startswith("_"))
 #: benches that fail today for a reason another branch fixes: strict, so the mark goes once it passes
-KNOWN: dict[str, str] = {}
+KNOWN: dict[str, str] = {
+    "sweep_overhead.py": "its bare Hydra app composes conf/ without segsweep's code: 'Could not find "
+                         "backbone/dense30k12' until the config tree registers the DenseNet options itself "
+                         "(issue 25, item 1; remove this entry then)",
+}
 #: seconds one quick bench may take on a loaded 2-core machine before the test fails (not a goal)
-DEADLINE_S = 300
+DEADLINE_S = 420
+#: benches that need a service: the environment variable that says it is there, and the one that
+#: makes its absence a failure (CI) instead of a skip
+NEEDS = {"store_load.py": ("SEGSWEEP_POSTGRES_URI", "REQUIRE_POSTGRES")}
 
 
 def _param(bench: Path) -> object:
@@ -45,6 +53,11 @@ def test_the_glob_finds_the_benches():
 
 @pytest.mark.parametrize("bench", [_param(b) for b in BENCHES])
 def test_the_bench_runs_quick_and_prints_its_ratio_last(bench: Path, tmp_path: Path):
+    if bench.name in NEEDS and not os.environ.get(NEEDS[bench.name][0]):
+        reason = f"{bench.name} needs ${NEEDS[bench.name][0]} (scripts/local-postgres-start.sh)"
+        if os.environ.get(NEEDS[bench.name][1]) == "1":
+            pytest.fail(f"{NEEDS[bench.name][1]}=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
     try:
         done = subprocess.run([sys.executable, str(bench), "--quick"], cwd=tmp_path, capture_output=True,
                               text=True, timeout=DEADLINE_S, env=subprocess_env(PYTHONPATH=str(REPO)))
