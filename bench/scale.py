@@ -3,15 +3,15 @@
 1. Sweeps of no-op jobs (``sweep.py``'s task with training replaced by a function that returns at
    once: the claim, the run-key look-up, the MLflow run, its params and tags, the heartbeat, the
    parent run, the cell manifest and the summary are all measured; training is not) at 16, 128 and
-   1,024 cells (``--quick``: 8 and 32) through the local launcher (``launcher=local``:
+   1,024 cells (``--quick``: 4 and 12, local launcher only) through the local launcher (``launcher=local``:
    hydra/launcher=segsweep_local), the pool (``launcher=gpus``, 2 CPU workers: segsweep_pool) and
    submitit's local executor (``hydra/launcher=submitit_local``, in batches of 8). Each sweep starts
    a new store. The per-job cost is the marginal one, ``(T(N) - T(1)) / (N - 1)``, against a 1-cell
    sweep timed in the same run (the baseline: process start, imports, the store's creation), in CPU
    seconds of the sweep's whole process tree (a shared machine's load stretches wall time, not CPU
    time; wall figures are printed too).
-2. ``python -m sweeper status`` (a 1,000-cell sweep; ``--quick``: 100) and ``python -m results
-   readme`` / ``results matrix`` in stores of 1k, 10k and 100k runs (``--quick``: 1k, 4k), built
+2. ``python -m sweeper status`` (a 1,000-cell sweep; ``--quick``: 20) and ``python -m results
+   readme`` / ``results matrix`` in stores of 1k, 10k and 100k runs (``--quick``: 300, 1,200), built
    directly: MLflow creates the empty store, then its tables (experiments, runs, tags, params,
    metrics, latest_metrics) are filled with ``executemany`` as MLflow itself holds them. CPU
    seconds per cell (status) and per run (readme, matrix), against the smallest store.
@@ -278,7 +278,7 @@ def main() -> None:
         noop_sweep()
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="8/32 cells (local, pool), 1k/4k runs")
+    parser.add_argument("--quick", action="store_true", help="4/12 cells (local), 300/1,200 runs")
     parser.add_argument("--launchers", default="local,pool,submitit")
     parser.add_argument("--cells", type=_ints, default=None, help="sweep sizes (default 16,128,1024)")
     parser.add_argument("--runs", type=_ints, default=None, help="store sizes (default 1000,10000,100000)")
@@ -289,12 +289,11 @@ def main() -> None:
     launchers = [x for x in args.launchers.split(",") if x]
     if unknown := set(launchers) - set(LAUNCHERS):
         parser.error(f"unknown launcher(s) {sorted(unknown)}: choose from {sorted(LAUNCHERS)}")
-    if args.quick:
-        launchers = [x for x in launchers if x != "submitit"] if args.launchers == parser.get_default(
-            "launchers") else launchers  # quick: submitit's process per job is the pool's cost again
-    cells = args.cells or ([8, 32] if args.quick else [16, 128, 1024])
-    runs = args.runs or ([1000, 4000] if args.quick else [1000, 10_000, 100_000])
-    status_cells = args.status_cells or (100 if args.quick else STATUS_CELLS)
+    if args.quick and args.launchers == parser.get_default("launchers"):
+        launchers = ["local"]  # a smoke run: the pool and submitit start a process per job (seconds each)
+    cells = args.cells or ([4, 12] if args.quick else [16, 128, 1024])
+    runs = args.runs or ([300, 1200] if args.quick else [1000, 10_000, 100_000])
+    status_cells = args.status_cells or (20 if args.quick else STATUS_CELLS)
     result: dict[str, Any] = {"quick": args.quick}
     ratios: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="segsweep-scale-") as tmp_name:
