@@ -3,7 +3,7 @@
 1. Sweeps of no-op jobs (``sweep.py``'s task with training replaced by a function that returns at
    once: the claim, the run-key look-up, the MLflow run, its params and tags, the heartbeat, the
    parent run, the cell manifest and the summary are all measured; training is not) at 16, 128 and
-   1,024 cells (``--quick``: 4 and 12, local launcher only) through the local launcher (``launcher=local``:
+   1,024 cells (``--quick``: 2 and 6, local launcher only, no warm-up sweep) through the local launcher (``launcher=local``:
    hydra/launcher=segsweep_local), the pool (``launcher=gpus``, 2 CPU workers: segsweep_pool) and
    submitit's local executor (``hydra/launcher=submitit_local``, in batches of 8). Each sweep starts
    a new store. The per-job cost is the marginal one, ``(T(N) - T(1)) / (N - 1)``, against a 1-cell
@@ -121,10 +121,11 @@ def sweep_seconds(launcher: str, cells: int, tmp: Path, tag: str = "") -> tuple[
     return _timed(cmd, where, _env(tmp, where / "mlflow.db"), f"{launcher} sweep of {cells} cells")
 
 
-def sweeps(launchers: list[str], sizes: list[int], tmp: Path) -> dict[str, Any]:
+def sweeps(launchers: list[str], sizes: list[int], tmp: Path, warm: bool = True) -> dict[str, Any]:
     """Per launcher: the 1-cell baseline, each size's wall time and marginal seconds per job."""
     out: dict[str, Any] = {}
-    sweep_seconds(launchers[0], 1, tmp, "-warm")  # the store template (MLflow's migrations), .pyc files
+    if warm:
+        sweep_seconds(launchers[0], 1, tmp, "-warm")  # the store template (MLflow's migrations), .pyc files
     for launcher in launchers:
         base_wall, base_cpu = sweep_seconds(launcher, 1, tmp)
         figures = {"baseline_1_cell_wall_s": round(base_wall, 2), "baseline_1_cell_cpu_s": round(base_cpu, 2)}
@@ -278,7 +279,7 @@ def main() -> None:
         noop_sweep()
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="4/12 cells (local), 300/1,200 runs")
+    parser.add_argument("--quick", action="store_true", help="2/6 cells (local), 300/1,200 runs")
     parser.add_argument("--launchers", default="local,pool,submitit")
     parser.add_argument("--cells", type=_ints, default=None, help="sweep sizes (default 16,128,1024)")
     parser.add_argument("--runs", type=_ints, default=None, help="store sizes (default 1000,10000,100000)")
@@ -291,7 +292,7 @@ def main() -> None:
         parser.error(f"unknown launcher(s) {sorted(unknown)}: choose from {sorted(LAUNCHERS)}")
     if args.quick and args.launchers == parser.get_default("launchers"):
         launchers = ["local"]  # a smoke run: the pool and submitit start a process per job (seconds each)
-    cells = args.cells or ([4, 12] if args.quick else [16, 128, 1024])
+    cells = args.cells or ([2, 6] if args.quick else [16, 128, 1024])
     runs = args.runs or ([300, 1200] if args.quick else [1000, 10_000, 100_000])
     status_cells = args.status_cells or (20 if args.quick else STATUS_CELLS)
     result: dict[str, Any] = {"quick": args.quick}
@@ -299,7 +300,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="segsweep-scale-") as tmp_name:
         tmp = Path(tmp_name)
         if not args.skip_sweeps:
-            for launcher, figures in sweeps(launchers, cells, tmp).items():
+            for launcher, figures in sweeps(launchers, cells, tmp, warm=not args.quick).items():
                 result.update({f"{launcher}_{k}": v for k, v in figures.items()})
                 ratios[f"{launcher} per job"] = figures["ratio"]
         if not args.skip_store:
