@@ -114,7 +114,7 @@ class Throttle:
             return True
         with self._lock:
             self.skipped += 1
-            self._warn_once(f"logs artifact {name} of {size / 2**20:.1f} MB, above the {self.limits.artifact_mb:g} MB "
+            self._warn_once(f"logs artifact {name} of {size / 2**20:.3g} MB, above the {self.limits.artifact_mb:g} MB "
                             f"limit: it is not uploaded (tracking.limits.artifact_mb); skipped artifacts are "
                             f"counted in its {SKIPPED_TAG} tag")
         return False
