@@ -30,6 +30,10 @@ ADMIN = "admin"
 DEFAULT_PERMISSION = "NO_PERMISSIONS"
 LEGACY_PASSWORD = "password1234"  # the admin password older MLflow versions shipped in basic_auth.ini
 PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE")
+#: MLflow checks a login's password hash (PBKDF2, deliberately slow) on every request unless it caches
+#: good logins: without the cache a busy server times its jobs out. A password change or deletion made
+#: through one worker reaches the others' caches within this many seconds.
+AUTH_CACHE_S = 60
 
 
 def auth_dir_for(store: str) -> Path:
@@ -74,7 +78,8 @@ def write_config(auth_dir: Path, database_uri: str) -> Path:
     parser = configparser.ConfigParser(interpolation=None)
     parser["mlflow"] = {"default_permission": DEFAULT_PERMISSION, "database_uri": database_uri,
                         "admin_username": ADMIN,
-                        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth"}
+                        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+                        "auth_cache_ttl_seconds": str(AUTH_CACHE_S)}
     path = auth_dir / "basic_auth.ini"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:

@@ -52,7 +52,9 @@ class Lab:
                                 env=subprocess_env(), cwd=self.root)
         assert result.returncode == 0, result.stderr[-2000:]
         path = self.auth_dir / "users" / f"{name}.credentials"
-        assert str(path) in result.stdout and (password or "") not in result.stdout + result.stderr
+        secret = credentials.read(path)[1]
+        assert str(path) in result.stdout and secret not in result.stdout + result.stderr
+        assert password is None or secret == password
         return path
 
 
@@ -176,11 +178,14 @@ def test_a_user_without_permission_on_an_experiment_cannot_write_to_it(lab: Lab)
 
 
 def _sweep(lab: Lab, cwd: Path, creds: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(REPO / "sweep.py"), "-m", "tracking=server", f"tracking.credentials={creds}",
-           "scale=1,2", *FAST, "train.epochs=1", f"output_root={cwd / 'out'}", f"hydra.sweep.dir={cwd / 'sweep'}",
-           *args]
+    """A 2-job sweep; the login's path comes from SEGSWEEP_TRACKING_CREDENTIALS (the single-run test passes
+    tracking.credentials): the sweep's parent run is named by its overrides, at most 250 characters."""
+    fast = [o for o in FAST if not o.startswith("train.epochs=")]
+    cmd = [sys.executable, str(REPO / "sweep.py"), "-m", "tracking=server", "scale=1,2", *fast, "train.epochs=1",
+           f"hydra.sweep.dir={cwd / 'sweep'}", *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env=subprocess_env(MLFLOW_TRACKING_URI=lab.url, CUDA_VISIBLE_DEVICES=""))
+                          env=subprocess_env(MLFLOW_TRACKING_URI=lab.url, CUDA_VISIBLE_DEVICES="",
+                                             SEGSWEEP_TRACKING_CREDENTIALS=str(creds)))
 
 
 def test_a_pool_sweep_runs_through_the_authenticated_server(lab: Lab):
@@ -188,7 +193,7 @@ def test_a_pool_sweep_runs_through_the_authenticated_server(lab: Lab):
     cwd = lab.root / "pool"
     cwd.mkdir()
     result = _sweep(lab, cwd, alice, "launcher=gpus", "hydra.launcher.workers=2")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     client = MlflowClient(lab.store)
     runs = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
     jobs = [r for r in runs if r.data.tags.get("segsweep.workdir", "").startswith(str(cwd))]
@@ -206,6 +211,10 @@ def test_a_wrong_password_fails_the_job_in_one_line_before_training(lab: Lab):
     assert errors[0].startswith(f"error: 401 from {lab.url}: check tracking.credentials")
     assert "a-wrong-password" not in result.stdout + result.stderr
     assert not list((wrong.parent / "outputs").rglob("checkpoint*"))  # it never trained
+    sweep = _sweep(lab, wrong.parent, wrong, "launcher=gpus", "hydra.launcher.workers=2")  # a sweep: the same line
+    errors = [line for line in sweep.stderr.splitlines() if line.startswith("error:")]
+    assert sweep.returncode == 2 and len(errors) == 1 and "Traceback" not in sweep.stderr, sweep.stderr[-3000:]
+    assert errors[0].startswith(f"error: 401 from {lab.url}: check tracking.credentials")
 
 
 def test_a_slurm_sweep_runs_through_the_authenticated_server(lab: Lab):
