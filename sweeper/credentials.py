@@ -150,6 +150,20 @@ def install(uri: str, username: str, password: str) -> None:
     os.environ["MLFLOW_TRACKING_AUTH"] = AUTH_NAME  # a provider's name, not a secret
 
 
+def login_for(uri: str) -> None:
+    """Before a client talks to ``uri``: the provider registered where this process inherited
+    ``MLFLOW_TRACKING_AUTH=segsweep``, and the login of ``SEGSWEEP_TRACKING_CREDENTIALS`` installed if
+    none is (a process started by one that authenticated; :func:`authenticate` reports bad files)."""
+    if os.environ.get("MLFLOW_TRACKING_AUTH") == AUTH_NAME:
+        _register_provider()
+    if not uri.startswith(("http://", "https://")) or server_prefix(uri) in _LOGINS or from_environment():
+        return
+    path = credentials_path(None)
+    if path is not None and path.is_file():
+        with contextlib.suppress(CredentialsError):
+            install(uri, *read(path))
+
+
 def credentials_path(configured: str | None) -> Path | None:
     """The credentials file of a job: ``tracking.credentials``, else ``SEGSWEEP_TRACKING_CREDENTIALS``."""
     value = configured or os.environ.get(PATH_ENV)
@@ -175,6 +189,7 @@ def authenticate(uri: str, configured: str | None = None) -> None:
     if username is None and path is not None:
         username, password = read(path)
         install(uri, username, password)
+        os.environ[PATH_ENV] = str(path)  # the path (not the secret) for the processes this one starts
     key = (uri, str(path) if path else None)
     if key not in _PROBED:
         probe(uri, username, path)

@@ -75,8 +75,10 @@ for _name, _value in HTTP_DEFAULTS.items():
 
 
 def client_for(uri: str) -> MlflowClient:
+    from sweeper.credentials import login_for
     from sweeper.throttle import ThrottledClient  # tracking.limits: metric rate, artifact size per run
 
+    login_for(uri)  # a server's login inherited from the process that started this one (issue 26)
     return ThrottledClient(tracking_uri=uri)
 
 

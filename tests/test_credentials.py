@@ -46,6 +46,7 @@ def test_missing_and_malformed_files_name_the_fix(tmp_path: Path):
 
 def test_the_login_goes_only_to_its_own_server(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(credentials, "_LOGINS", {})
+    monkeypatch.setenv("MLFLOW_TRACKING_AUTH", "")  # install() sets it: restored after the test
     credentials.install("http://127.0.0.2:5000", "alice", "s3cret-s3cret-s3cret")
     auth = credentials._auth_object()
     ours = auth(requests.Request("GET", "http://127.0.0.2:5000/api/2.0/mlflow/experiments/search").prepare())
@@ -99,3 +100,15 @@ def test_the_admin_gets_a_generated_password_and_the_old_default_is_replaced(tmp
     assert store.authenticate_user("admin", password)
     assert not store.authenticate_user("admin", server_auth.LEGACY_PASSWORD)
     assert server_auth.ensure_admin(uri, tmp_path) == path and credentials.read(path) == (username, password)
+
+
+def test_a_child_process_finds_the_login_by_its_inherited_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    path = credentials.write(tmp_path / "c", "alice", "s3cret-s3cret-s3cret")
+    monkeypatch.setattr(credentials, "_LOGINS", {})
+    monkeypatch.setenv("MLFLOW_TRACKING_AUTH", "")  # install() sets it: restored after the test
+    monkeypatch.setenv(credentials.PATH_ENV, str(path))
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    credentials.login_for("http://127.0.0.2:5000")
+    assert credentials._LOGINS == {"http://127.0.0.2:5000": ("alice", "s3cret-s3cret-s3cret")}
+    credentials.login_for(f"sqlite:///{tmp_path / 'm.db'}")  # not a server: nothing more
+    assert len(credentials._LOGINS) == 1
