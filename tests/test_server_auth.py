@@ -225,11 +225,11 @@ def test_a_slurm_sweep_runs_through_the_authenticated_server(lab: Lab):
         if os.environ.get("REQUIRE_SLURM") == "1":
             pytest.fail(f"REQUIRE_SLURM=1 but {reason}", pytrace=False)
         pytest.skip(reason)
-    carol = lab.add_user("carol", "--experiment", "synthetic")
+    carol = lab.add_user("carol", "--experiment", "synthetic")  # seed=7 below: not the pool test's run keys
     cwd = lab.root / "slurm"
     cwd.mkdir()
     try:
-        result = _sweep(lab, cwd, carol, "launcher=slurm", f"hydra.launcher.partition={find_partition()}",
+        result = _sweep(lab, cwd, carol, "seed=7", "launcher=slurm", f"hydra.launcher.partition={find_partition()}",
                         "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
                         "hydra.launcher.timeout_min=10")
     finally:
