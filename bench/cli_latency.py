@@ -5,7 +5,9 @@ Each command is a fresh ``python`` process (what a person types); the reference 
 interleaved (one round = every command once, in a rotated order) so that the load of a shared machine
 falls on all of them alike; each figure is the median over the rounds.
 
-    python bench/cli_latency.py [--repeats N]
+    python bench/cli_latency.py [--repeats N] [--quick]
+
+``--quick``: one timed round (a smoke run: the ratio is noisy).
 
 Prints one line per command and, last, one JSON line whose ``ratio`` (last key) is the worst
 command's median / the bare app's median (goal <= 2).
@@ -83,7 +85,10 @@ def ratios(times: dict[str, list[float]]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument("--quick", action="store_true", help="one timed round")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats = 1
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with tempfile.TemporaryDirectory() as tmp:
         bare_app = Path(tmp) / "bare_app.py"

@@ -99,7 +99,7 @@ def run(checkpointing: bool, batch: int, size: int, steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke mode: batch 2 at 129x129, one timed step")
+    parser.add_argument("--quick", action="store_true", help="smoke mode: batch 2 at 65x65, one timed step")
     parser.add_argument("--batch", type=int, default=0)
     parser.add_argument("--size", type=int, default=0)
     parser.add_argument("--steps", type=int, default=0)
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     batch = args.batch or 2
-    size = args.size or (129 if args.quick else 321)
+    size = args.size or (65 if args.quick else 321)
     steps = args.steps or (1 if args.quick else 3)
     if args.child:
         print(json.dumps(child(args.checkpointing, batch, size, steps)))

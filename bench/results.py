@@ -1,7 +1,7 @@
 """Benchmark: render every dataset table from a store of N runs, against a bare ``mlflow.search_runs``.
 
     python bench/results.py            # 10,000 runs (the store is built once, then cached)
-    python bench/results.py --runs 500 # quick mode
+    python bench/results.py --quick    # 500 runs from 50 seed runs, one repeat (a smoke run)
 
 The store is built with MLflow's own client (``create_run`` + ``log_batch``) for a few hundred
 seed runs shaped like real ones (tags, ~30 params, per-epoch val_mIoU, per-class IoU), then those
@@ -98,9 +98,9 @@ def _clone(db: Path, total: int) -> None:
     con.close()
 
 
-def build_store(runs: int, cache: Path) -> str:
-    """The cached store with ``runs`` runs (built on first use); returns its URI."""
-    db = cache / f"mlflow-{runs}.db"
+def build_store(runs: int, cache: Path, seed_runs: int = SEED_RUNS) -> str:
+    """The cached store with ``runs`` runs cloned from ``seed_runs`` (built on first use); its URI."""
+    db = cache / (f"mlflow-{runs}.db" if seed_runs == SEED_RUNS else f"mlflow-{runs}-seed{seed_runs}.db")
     uri = f"sqlite:///{db}"
     if db.exists():
         return uri
@@ -108,8 +108,8 @@ def build_store(runs: int, cache: Path) -> str:
     tmp = cache / f"building-{os.getpid()}.db"
     tmp.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    _seed_store(f"sqlite:///{tmp}", min(SEED_RUNS, runs))
-    if runs > SEED_RUNS:
+    _seed_store(f"sqlite:///{tmp}", min(seed_runs, runs))
+    if runs > seed_runs:
         _clone(tmp, runs)
     os.replace(tmp, db)
     print(f"built {runs} runs in {time.perf_counter() - t0:.1f} s -> {db}", file=sys.stderr)
@@ -130,14 +130,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=10_000)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "segsweep-bench-results")
+    p.add_argument("--quick", action="store_true", help="500 runs cloned from 50, one repeat")
     args = p.parse_args(argv)
+    seed_runs = SEED_RUNS
+    if args.quick:
+        args.runs, args.repeat, seed_runs = 500, 1, 50
 
     import mlflow
 
     from results.query import load_runs
     from results.render import regenerate
 
-    uri = build_store(args.runs, args.cache)
+    uri = build_store(args.runs, args.cache, seed_runs)
     client = mlflow.MlflowClient(uri)
     exp_ids = [e.experiment_id for e in client.search_experiments()]
     mlflow.set_tracking_uri(uri)

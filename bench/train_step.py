@@ -175,7 +175,7 @@ def _rounded(fraction: float | None) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke mode: 129x129, one timed step")
+    parser.add_argument("--quick", action="store_true", help="smoke mode: 65x65, contiguous only, one timed step")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--size", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=0, help="timed steps per variant (default 4; --quick 1)")
@@ -198,7 +198,7 @@ def main() -> None:
     clock = CLOCK[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
-    size = args.size or (129 if args.quick else 321)
+    size = args.size or (65 if args.quick else 321)
     repeats = args.repeats or (1 if args.quick else 4)
     batch = 2
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, mkldnn={torch.backends.mkldnn.is_available()}, "
@@ -206,7 +206,7 @@ def main() -> None:
     peaks = {f"conv {'channels_last' if cl else 'contiguous'}": conv_peak(cl, repeats + 2) for cl in (False, True)}
     rows = []
     profiles: list[tuple[str, str, dict[str, float], float]] = []
-    variants = ["contiguous", "channels_last"] + ([] if args.quick else ["contiguous+loop"])
+    variants = ["contiguous"] if args.quick else ["contiguous", "channels_last", "contiguous+loop"]
     variants += ["channels_last+compile"] if args.compile else []
     compile_s: dict[str, float] = {}
     for name in args.models:

@@ -60,7 +60,12 @@ def resolve_uri(uri: str | None, base: Path | None = None) -> str:
 
 
 def tracking_uri(cfg: DictConfig, base: Path | None = None) -> str:
-    return resolve_uri(cfg.tracking.get("uri"), base)
+    from sweeper import credentials, throttle
+
+    uri = resolve_uri(cfg.tracking.get("uri"), base)
+    credentials.authenticate(uri, cfg.tracking.get("credentials"))  # a server's login, checked once (issue 26)
+    throttle.configure(cfg.tracking.get("limits"))  # metric rate and artifact size per run
+    return uri
 
 
 #: MLflow's HTTP client settings for every segsweep process (the environment wins): a tracking server
@@ -72,7 +77,11 @@ for _name, _value in HTTP_DEFAULTS.items():
 
 
 def client_for(uri: str) -> MlflowClient:
-    return MlflowClient(tracking_uri=uri)
+    from sweeper.credentials import login_for
+    from sweeper.throttle import ThrottledClient  # tracking.limits: metric rate, artifact size per run
+
+    login_for(uri)  # a server's login inherited from the process that started this one (issue 26)
+    return ThrottledClient(tracking_uri=uri)
 
 
 def prepare_store(uri: str) -> None:
