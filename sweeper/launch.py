@@ -116,13 +116,13 @@ def left_out(batch: Batch) -> dict[int, JobReturn]:
     """The jobs whose cell needs no job, by :func:`sweeper.task.decide` on what ``cell_info`` found
     (``previous``: the status of the newest run of its key, ``alive``: its heartbeat, ``force``): SKIP
     (FINISHED) and LEAVE_ALONE (running elsewhere) are not launched; a SKIPPED return each."""
-    from sweeper.task import JobState, Outcome, decide
+    from sweeper.task import KeyState, Outcome, decide
 
     skipped: dict[int, JobReturn] = {}
     for (idx, overrides), cell in zip(batch.jobs, batch.cells, strict=True):
         if not cell.get("previous"):
             continue
-        outcome = decide(JobState(previous=str(cell["previous"]), heartbeat_alive=bool(cell.get("alive")),
+        outcome = decide(KeyState(previous=str(cell["previous"]), heartbeat_alive=bool(cell.get("alive")),
                                   force=bool(cell.get("force"))))
         if outcome in (Outcome.SKIP, Outcome.LEAVE_ALONE):
             why = "FINISHED" if outcome is Outcome.SKIP else "running elsewhere"
