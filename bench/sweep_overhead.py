@@ -31,6 +31,10 @@ TINY = ["dataset.num_train=16", "dataset.num_val=4", "dataset.image_size=32", "d
 
 def bare_task() -> None:
     """The same training task as a bare Hydra app: no tracking, Hydra's basic launcher."""
+    # bench/ comes first on sys.path when this file runs, and bench/results.py would shadow the results
+    # package that conf/sweep.yaml's callbacks name: the repository root stands in its place
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != here)]
     import hydra
     from omegaconf import DictConfig
 
@@ -76,9 +80,8 @@ def sweep_ratio(jobs: int, tmp: Path, repeats: int) -> dict[str, Any]:
     bare_s, ours_s = [], []
     for rep in range(repeats):
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / f'mlflow{rep}.db'}"
-        bare_s.append(_timed([sys.executable, __file__, "--bare-task", "-m", seeds, *TINY, "launcher=local",
+        bare_s.append(_timed([sys.executable, __file__, "--bare-task", "-m", seeds, *TINY, "hydra/launcher=basic",
                               "hydra/sweeper=basic",
-                              "hydra.launcher._target_=hydra._internal.core_plugins.basic_launcher.BasicLauncher",
                               "hydra.callbacks.results_readme.enabled=false",
                               "hydra.callbacks.sweep_summary.enabled=false",
                               f"hydra.sweep.dir={tmp / f'bare{rep}'}", f"output_root={tmp / f'bare-out{rep}'}"],

@@ -16,11 +16,7 @@ from tests.conftest import REPO, subprocess_env
 
 BENCHES = sorted(p for p in (REPO / "bench").glob("*.py") if not p.name.startswith("_"))
 #: benches that fail today for a reason another branch fixes: strict, so the mark goes once it passes
-KNOWN: dict[str, str] = {
-    "sweep_overhead.py": "its bare Hydra app composes conf/ without segsweep's code: 'Could not find "
-                         "backbone/dense30k12' until the config tree registers the DenseNet options itself "
-                         "(issue 25, item 1; remove this entry then)",
-}
+KNOWN: dict[str, str] = {}
 #: seconds one quick bench may take on a loaded 2-core machine before the test fails (not a goal)
 DEADLINE_S = 420
 #: benches that need a service: the environment variable that says it is there, and the one that
