@@ -93,8 +93,16 @@ def sweep_lock(sweep_dir: Path) -> Iterator[int]:
         yield handle.fileno()  # closing it (not LOCK_UN) keeps the lock for a process that inherited it
 
 
+#: MLflow's run-name column (varchar(250) on PostgreSQL; sqlite does not enforce it)
+RUN_NAME_MAX = 250
+
+
 def sweep_name(config: DictConfig) -> str:
-    return "sweep " + (" ".join(sweep_overrides(config)) or "(defaults)")
+    """The parent run's name: its overrides, cut at a word to fit MLflow's run-name column (the whole
+    command stays in tag ``segsweep.command``)."""
+    from sweeper.sweep_record import clip
+
+    return clip("sweep " + (" ".join(sweep_overrides(config)) or "(defaults)"), RUN_NAME_MAX)[:RUN_NAME_MAX]
 
 
 def cell_info(cfg: DictConfig) -> dict[str, Any]:

@@ -41,6 +41,24 @@ def default_workers(cpus: int | None = None) -> int:
     return max(1, min(4, (cpus or os.cpu_count() or 1) // 2))
 
 
+#: database connections the server's workers may hold together: under PostgreSQL's default
+#: max_connections (100), with room for psql, backups and the jobs that write the store directly
+DB_CONNECTIONS = 80
+
+
+def pool_env(store: str, workers: int, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """MLflow's SQLAlchemy pool for a database store, sized so ``workers`` x (pool + overflow) stays
+    within :data:`DB_CONNECTIONS` (MLflow's default, 5 + 10 per worker, refused 64 writers with HTTP 400
+    "QueuePool limit ... reached"); nothing for sqlite, and the environment's own settings win."""
+    if store.startswith("sqlite:"):
+        return {}
+    budget = max(DB_CONNECTIONS // max(workers, 1), 2)
+    wanted = {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": str(budget // 2),
+              "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(budget - budget // 2)}
+    have = os.environ if environ is None else environ
+    return {key: value for key, value in wanted.items() if key not in have}
+
+
 def command(store: str, artifacts: Path, host: str = "127.0.0.1", port: int = 5000, workers: int = 2,
             auth: bool = False, allowed_hosts: Sequence[str] = ()) -> list[str]:
     """The ``mlflow server`` command line (no secret on it: those go in the environment)."""
@@ -174,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"[segsweep] MLflow server on http://{args.host}:{args.port} (store {store}, artifacts "
           f"{args.artifacts.resolve()}){auth_note}; jobs: tracking=server or MLFLOW_TRACKING_URI=http://{args.host}:{args.port}; "
           f"stop it with Ctrl-C or `kill {os.getpid()}`", flush=True)
-    return serve(cmd, env)
+    return serve(cmd, {**pool_env(store, args.workers), **env})
 
 
 def user_main(argv: Sequence[str]) -> int:

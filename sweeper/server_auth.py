@@ -152,14 +152,9 @@ def experiment_ids(server: str, names: list[str]) -> list[str]:
     """The ids of the named experiments (created when missing); ``["*"]`` for none named: every experiment."""
     if not names:
         return ["*"]
-    from mlflow.tracking import MlflowClient
+    from sweeper import tracking
 
-    client = MlflowClient(server)
-    ids = []
-    for name in names:
-        experiment = client.get_experiment_by_name(name)
-        ids.append(experiment.experiment_id if experiment is not None else client.create_experiment(name))
-    return ids
+    return [tracking.ensure_experiment(server, name) for name in names]
 
 
 def add_user(server: str, auth_dir: Path, name: str, out: Path | None, password_source: str | None,

@@ -36,6 +36,9 @@ WRITERS = ("sweeper",)
 #: The one owner of run-state writes (open, tag, counters, heartbeats, failures, close) in sweeper/:
 #: everything else in sweeper/ calls its functions (``tracking.close_run(...)``), never the client.
 RUN_STATE_OWNER = "sweeper/tracking.py"
+#: the client ``tracking.client_for`` returns (per-run limits): its overrides hand each write on to
+#: MlflowClient itself (``super().log_batch(...)``) and decide no run state; any other write there fails
+CLIENT_MODULE = "sweeper/throttle.py"
 OWNER_MODULE = "tracking"  # a call on it (``tracking.set_tags``, ``self.tracking.set_tags``) is routed
 
 
@@ -108,7 +111,8 @@ def _raw_write_calls(tree: ast.Module, rel: str) -> list[str]:
             continue
         receiver = node.func.value
         name = receiver.id if isinstance(receiver, ast.Name) else receiver.attr if isinstance(receiver, ast.Attribute) else ""
-        if name != OWNER_MODULE:
+        passed_on = rel == CLIENT_MODULE and isinstance(receiver, ast.Call) and ast.unparse(receiver) == "super()"
+        if name != OWNER_MODULE and not passed_on:
             calls.append(f"{rel}:{node.lineno} calls {ast.unparse(node.func)}(...)")
     return calls
 
@@ -128,6 +132,9 @@ def test_the_run_state_scan_finds_a_planted_raw_write():
                         "tracking.close_run(client, run_id, 'KILLED')\nself.tracking.set_tags(c, r, {})\n")
     assert [c.split(" calls ")[1] for c in _raw_write_calls(planted, "x.py")] == [
         "client.set_terminated(...)", "self.client.log_batch(...)"]
+    client_side = ast.parse("super().log_batch(run_id)\nself.client.log_batch(r)\n")
+    assert [c.split(" calls ")[1] for c in _raw_write_calls(client_side, CLIENT_MODULE)] == ["self.client.log_batch(...)"]
+    assert len(_raw_write_calls(client_side, "sweeper/other.py")) == 2  # super() passes on only in the client
 
 
 def _graph(level: str) -> dict[str, set[str]]:

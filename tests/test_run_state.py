@@ -191,3 +191,18 @@ def test_status_markdown_shows_the_newest_sweep_searches_included(store: str, ex
     os.utime(sweep_dir / sweep_record.MANIFEST)  # the sweep run again now: newer than the search
     assert status.main(["--markdown"]) == 0
     assert capsys.readouterr().out.startswith("# sweep seed=0")
+
+
+@pytest.mark.parametrize("overrides", [["seed=0,1", *(f"a{i}.x=long-value-{i}" for i in range(40))],
+                                       ["output_root=/" + "d" * 400]])
+def test_a_sweep_parent_name_fits_the_run_name_column(overrides: list[str]):
+    """PostgreSQL's run-name column holds 250 characters: a longer name failed the sweep with a traceback."""
+    from omegaconf import OmegaConf
+
+    from sweeper import bookkeeping
+
+    config = OmegaConf.create({"hydra": {"overrides": {"task": overrides}}})
+    name = bookkeeping.sweep_name(config)
+    assert name.startswith("sweep ") and len(name) <= bookkeeping.RUN_NAME_MAX
+    short = bookkeeping.sweep_name(OmegaConf.create({"hydra": {"overrides": {"task": ["seed=0,1"]}}}))
+    assert short == "sweep seed=0,1"

@@ -193,3 +193,19 @@ def test_kill_of_the_server_pid_stops_the_whole_server_and_frees_the_port(tmp_pa
 
 def test_default_workers_fit_the_machine():
     assert [server.default_workers(n) for n in (1, 2, 4, 8, 64)] == [1, 1, 2, 4, 4]
+
+
+def test_a_database_store_gets_a_connection_pool_for_many_writers():
+    """MLflow's default pool (5 + 10 a worker) refused 64 writers (HTTP 400 QueuePool limit); the server
+    sizes it for a database store within PostgreSQL's default 100 connections, never for sqlite, and a
+    setting of the user's own wins."""
+    from sweeper import server
+
+    for workers in (1, 2, 4):
+        env = server.pool_env("postgresql://u@h/db", workers, environ={})
+        size, overflow = int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]), int(env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"])
+        assert size + overflow >= 16 and workers * (size + overflow) <= server.DB_CONNECTIONS < 100
+    assert int(server.pool_env("postgresql://u@h/db", 1, environ={})["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) >= 32
+    assert server.pool_env("sqlite:////tmp/m.db", 1, environ={}) == {}
+    mine = server.pool_env("postgresql://u@h/db", 1, environ={"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "3"})
+    assert set(mine) == {"MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"}

@@ -18,14 +18,8 @@ from tests.test_postgres import postgres_store  # noqa: F401 - the fixture: a fr
 
 pytestmark = pytest.mark.postgres
 WRITERS, STEPS = 64, 20
-#: MLflow's SQLAlchemy pool (5 + 10 overflow connections, 30 s wait) under 64 writers: requests end in HTTP
-#: 400 "QueuePool limit of size 5 overflow 10 reached" on a loaded machine. Until `python -m sweeper server`
-#: sizes the pool for a database store (MLFLOW_SQLALCHEMYSTORE_POOL_SIZE / _MAX_OVERFLOW), this may fail.
-POOL_FIX = pytest.mark.xfail(strict=False, reason="sweeper/server.py does not size MLflow's SQLAlchemy pool "
-                             "yet: 64 writers can exhaust 5 + 10 connections (HTTP 400 QueuePool limit)")
 
 
-@POOL_FIX
 def test_64_writers_through_the_server_lose_and_duplicate_no_point(postgres_store: str, tmp_path: Path):  # noqa: F811
     with store_load.serving(postgres_store, tmp_path) as url:
         got = store_load.load(url, postgres_store, WRITERS, STEPS, tmp_path, "load")
