@@ -75,11 +75,9 @@ def noop_sweep() -> None:
     from omegaconf import DictConfig
 
     from sweeper import LAUNCH_DIR_ENV, cli_help
-    from sweeper.naming import register_backbones
     from sweeper.shutdown import run_cli
 
     os.environ.setdefault(LAUNCH_DIR_ENV, os.getcwd())
-    register_backbones()  # as sweep.py does before Hydra composes
     cli_help.register()
 
     @hydra.main(config_path=str(REPO / "conf"), config_name="sweep", version_base="1.3")

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeper.slurm import read_manifest, sacct_states, submitted, sweep_status
 from tests import conftest
+from tests.checks import duplicate_rows
 from tests.slurm.cluster import SlurmCluster, release_requeued
 
 pytestmark = pytest.mark.slurm
@@ -115,6 +116,8 @@ def test_scontrol_requeue_resumes_into_the_same_run(slurm_cluster: SlurmCluster,
     assert f"resuming {cell['name']} seed={cell['seed']} into run {before.info.run_id}" in log  # its listed name
     assert after.data.tags["segsweep.slurm_requeues"] == "1"
     assert after.data.tags["segsweep.slurm_job_id"] == cell["slurm_job_id"]
+    # the requeue continued every curve (the parent's counters too) without writing a (run, key, step) twice
+    assert duplicate_rows(f"sqlite:///{slurm_tmp / 'mlflow.db'}") == []
 
 
 def test_detach_then_status_shows_cells_finish(slurm_cluster: SlurmCluster, slurm_tmp: Path) -> None:
