@@ -32,3 +32,13 @@ def read_line(proc: subprocess.Popen, what: str, timeout: float = 60.0) -> str:
         proc.kill()
         raise AssertionError(f"{what}: no line within {timeout:.0f} s")
     return proc.stdout.readline()
+
+
+def stop(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM ``proc`` (a server stops its whole group on it), SIGKILL after ``timeout`` s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)

@@ -17,6 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeper import server, tracking
+from tests.checks import stop
 from tests.conftest import REPO, subprocess_env
 
 WRITERS, EPOCHS = 8, 10
@@ -93,11 +94,7 @@ def serving(store: str, tmp_path: Path) -> Iterator[str]:
         server.wait_ready(url, timeout_s=180)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
 
 

@@ -24,6 +24,7 @@ import requests
 from mlflow.tracking import MlflowClient
 
 from sweeper import credentials, server
+from tests.checks import stop
 from tests.conftest import FAST, REPO, subprocess_env
 from tests.test_postgres import DEFAULT_URI, _admin, _drop
 
@@ -95,11 +96,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         server.wait_ready(url, timeout_s=180)
         yield Lab(url, root, root / "auth", store, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
         _drop(base, name)
 
