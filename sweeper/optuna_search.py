@@ -46,6 +46,7 @@ from sweeper.search import (
     trial_env_overrides,
 )
 from sweeper.search_space import SearchSpace, grid_search_space, parse_search_space, trial_overrides
+from sweeper.tracking import finite
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def outcome_from_return(ret: JobReturn) -> Outcome:
     rv = ret.return_value
     if isinstance(rv, Mapping):
         status = str(rv.get("status") or "FINISHED").upper()
-        value = _finite(rv.get("value"))
+        value = finite(rv.get("value"))
         run_id, name = rv.get("run_id"), rv.get("name")
         if status == "PRUNED":
             return Outcome(TrialState.PRUNED, None, run_id, name, returned=rv)
@@ -117,23 +118,15 @@ def outcome_from_return(ret: JobReturn) -> Outcome:
                            returned=rv)
         error = rv.get("error") or f"job ended {status} without a finite objective value"
         return Outcome(TrialState.FAIL, None, run_id, name, _first_line(error), returned=rv)
-    if isinstance(rv, (int, float)) and not isinstance(rv, bool) and _finite(rv) is not None:
+    if isinstance(rv, (int, float)) and not isinstance(rv, bool) and finite(rv) is not None:
         return Outcome(TrialState.COMPLETE, float(rv))
-    values = [_finite(v) for v in rv] if isinstance(rv, (list, tuple)) and rv else None
+    values = [finite(v) for v in rv] if isinstance(rv, (list, tuple)) and rv else None
     if values and all(v is not None for v in values) and not any(isinstance(v, bool) for v in rv):
         return Outcome(TrialState.COMPLETE, values[0], values=[float(v) for v in values if v is not None])
     return Outcome(
         TrialState.FAIL, error=f"task returned {rv!r}: return a number (a sequence of numbers, one per "
                                "objective) or the segsweep result dict"
     )
-
-
-def _finite(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _first_line(x: Any) -> str:
@@ -439,13 +432,13 @@ class Search:
     def _objective(self, name: str, out: Outcome) -> float | None:
         measured = out.measures
         if name in measured:
-            return _finite(measured[name])
+            return finite(measured[name])
         split, _, measure = name.removeprefix("final_").partition("_")
         if measure == "mIoU" and split in ("val", "test"):
             return out.value  # the task's value: its final mIoU on the split it evaluates on
         rv = out.returned or {}
         if name in rv:
-            return _finite(rv[name])
+            return finite(rv[name])
         return self._run_metric(out.run_id, name)
 
     def _value_from_mlflow(self, out: Outcome) -> Outcome:
@@ -459,7 +452,7 @@ class Search:
         except Exception as e:  # noqa: BLE001 - the run may be gone or the store unreachable
             out.error = f"skipped: cannot read run {out.run_id} ({_first_line(e)})"
             return out
-        value = _finite(tracking.result_value(run))
+        value = finite(tracking.result_value(run))
         if value is None:
             objective = run.data.tags.get(tracking.OBJECTIVE_TAG, OBJECTIVE_METRIC)
             out.error = f"skipped: run {out.run_id} has no {objective}"
@@ -743,7 +736,7 @@ class Search:
         from sweeper import tracking
 
         try:
-            return _finite(tracking.client_for(self.tracking_uri).get_run(run_id).data.metrics.get(name))
+            return finite(tracking.client_for(self.tracking_uri).get_run(run_id).data.metrics.get(name))
         except Exception as e:  # noqa: BLE001 - the run may be gone or the store unreachable
             log.warning("MLflow: could not read %s of run %s: %s", name, run_id, e)
             return None

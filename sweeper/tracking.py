@@ -464,13 +464,13 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float |
     one write; full precision (rounding is for what is displayed)."""
     now = int(time.time() * 1000)
     batch = [Metric(k, number, now, int(step)) for k, v in metrics.items()
-             if (number := _finite(v)) is not None]
+             if (number := finite(v)) is not None]
     labels = [RunTag(k, str(v)) for k, v in dict(tags).items()]
     if batch or labels:
         client.log_batch(run_id, metrics=batch, tags=labels)
 
 
-def _finite(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
     """``value`` as a finite float (numpy scalars too), else None (None, NaN, inf, text)."""
     try:
         number = float(value)
