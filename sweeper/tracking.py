@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from data.registry import DECLARATION_KEYS
 from engine.callbacks import Callback, split_metric
 from models.families import DECLARATION_KEYS as BACKBONE_DECLARATION_KEYS
+from sweeper import shutdown
 from sweeper.errors import StoreError
 from sweeper.store_template import seed_sqlite_store
 
@@ -254,7 +255,10 @@ def create_run(client: MlflowClient, experiment_id: str, cfg: DictConfig, tags: 
     except Exception as error:
         record_failure(client, run_id, error)
         raise
-    except BaseException:  # a signal (sweeper.shutdown): KILLED, as a run cut while it trains
+    except KeyboardInterrupt as stop:  # a signal (sweeper.shutdown): KILLED, as a run cut while it trains
+        close_run(client, run_id, "KILLED", {TAG + "stopped": shutdown.reason(stop)})
+        raise
+    except BaseException:
         close_run(client, run_id, "KILLED")
         raise
     return run_id

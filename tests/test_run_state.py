@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from sweeper import naming, status, sweep_record, tracking
+from sweeper import naming, shutdown, status, sweep_record, tracking
 from sweeper.sweep_record import JobRow
 from sweeper.task import Outcome, decide, observe, prepare
 from tests.checks import duplicate_rows
@@ -56,7 +57,7 @@ class _CutClient(MlflowClient):
     """A real client whose config artifact write is cut by a signal (as SIGTERM does mid-write)."""
 
     def log_text(self, *args, **kwargs):
-        raise KeyboardInterrupt
+        raise shutdown.Interrupted(signal.SIGTERM)
 
 
 def test_a_run_cut_while_it_is_created_is_closed_killed(store: str, exp: str, tmp_path: Path):
@@ -65,7 +66,7 @@ def test_a_run_cut_while_it_is_created_is_closed_killed(store: str, exp: str, tm
     with pytest.raises(KeyboardInterrupt):
         tracking.create_run(client, exp, cfg, {"mlflow.runName": "cut", "segsweep.run_key": "k"})
     (run,) = client.search_runs([exp])
-    assert run.info.status == "KILLED"
+    assert run.info.status == "KILLED" and run.data.tags["segsweep.stopped"] == "SIGTERM"  # as one cut training
 
 
 def test_close_run_sets_the_reason_before_the_status(store: str, exp: str):

@@ -261,7 +261,8 @@ def test_the_sweep_dir_derives_from_the_sweep_and_one_runs_at_a_time(store: str,
     assert detached.returncode == 0 and "detached: 1 jobs" in detached.stdout, detached.stderr[-3000:]
     other_dir = next(p for p in (tmp_path / "out" / "sweeps").iterdir() if p != sweep_dir)
     pid = int((other_dir / "detached.pid").read_text())
-    wait_until(lambda: any(r.info.status == "RUNNING" for r in _runs(store)[0]), "the detached run", timeout=300)
+    wait_until(lambda: any(r.info.status == "RUNNING" and "params_M" in r.data.metrics  # logged as it trains
+                           for r in _runs(store)[0]), "the detached run training", timeout=300)
     os.kill(pid, signal.SIGSTOP)
     again = _sweep(*other, cwd=tmp_path, uri=store)  # while the detached process holds the sweep
     assert again.returncode == 2 and "error: this sweep is already running (detached process" in again.stderr
