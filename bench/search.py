@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hydra_plugins.segsweep_optuna.config import SegsweepOptunaSweeperConf
 from hydra_plugins.segsweep_optuna.sweeper import SegsweepOptunaSweeper
 from sweeper.optuna_search import Search
-from sweeper.search import TRIAL_ENV
+from sweeper.optuna_trial import TRIAL_ENV
 
 N_TRIALS, N_JOBS = 8, 2
 

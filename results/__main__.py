@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "matrix":
             return _matrix(args, uri)
         if args.cmd == "trials":
-            from results.search import trials_plot, trials_table
+            from results.trials import trials_plot, trials_table
 
             print(trials_table(args.parent_run_id, uri))
             if args.plot:

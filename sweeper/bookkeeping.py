@@ -56,9 +56,9 @@ def import_function(dotted: str | None, option: str) -> Callable[[DictConfig], A
 
 
 def managed(job_overrides: Sequence[Sequence[str]]) -> bool:
-    """Whether the jobs are trials of a search (they carry ``sweeper.search.TRIAL_ENV`` in
+    """Whether the jobs are trials of a search (they carry ``sweeper.optuna_trial.TRIAL_ENV`` in
     ``hydra.job.env_set``): the search holds the lock and owns the parent run and summary."""
-    from sweeper.search import is_trial_override
+    from sweeper.optuna_trial import is_trial_override
 
     found = any(is_trial_override(o) for job in job_overrides for o in job)
     LAST["managed"] = LAST["managed"] or found

@@ -1,7 +1,7 @@
 """The search loop of the ``segsweep_optuna`` sweeper: Optuna ask/tell around Hydra's launcher,
 n_jobs trials in flight at once, the study resumed by the same command.
 
-A trial's study coordinates reach its job through ``hydra.job.env_set`` (``sweeper.search``), never
+A trial's study coordinates reach its job through ``hydra.job.env_set`` (``sweeper.optuna_trial``), never
 through the job's config or overrides; a sampled float is rounded to ``float_digits`` significant
 digits before the trial runs, so the trial trains (and its run's name holds) exactly that value.
 
@@ -34,7 +34,7 @@ from optuna.trial import Trial, TrialState
 from sweeper import pareto
 from sweeper.bookkeeping import sweep_lock
 from sweeper.errors import SettingsError
-from sweeper.search import (
+from sweeper.optuna_trial import (
     METRIC_ATTR,
     PRUNER_ATTR,
     SAMPLERS,

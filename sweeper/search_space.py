@@ -32,7 +32,7 @@ from optuna.distributions import (
 )
 
 from sweeper.errors import SettingsError
-from sweeper.search import quote
+from sweeper.optuna_trial import quote
 
 
 class SearchSpaceError(SettingsError):

@@ -34,8 +34,8 @@ from sweeper import (
     errors,
     launch_dir,
     naming,
+    optuna_trial,
     placement,
-    search,
     shutdown,
     tracking,
 )
@@ -154,8 +154,8 @@ def decide(state: KeyState) -> Outcome:
 
 
 def _extra_callbacks(cfg: DictConfig) -> list[Callback]:
-    trial = search.trial_of_env()  # a search trial: its study coordinates are in the job's environment
-    return [search.PruningCallback(trial, str(cfg.dataset.eval_split))] if trial is not None else []
+    trial = optuna_trial.trial_of_env()  # a search trial: its study coordinates are in the job's environment
+    return [optuna_trial.PruningCallback(trial, str(cfg.dataset.eval_split))] if trial is not None else []
 
 
 def sweep_tags(uri: str, experiment: str) -> dict[str, str]:
@@ -221,8 +221,8 @@ def observe(job: Job, previous: Any, holder: str | None) -> KeyState:
 
 def _running_tags(job: Job) -> dict[str, str]:
     running = {**sweep_tags(job.uri, str(job.cfg.tracking.experiment)), **_where_tags(job.workdir)}
-    if os.environ.get(search.TRIAL_ENV):  # a search trial: linked to its study while it runs
-        running[tracking.TAG + "trial"] = os.environ[search.TRIAL_ENV]
+    if os.environ.get(optuna_trial.TRIAL_ENV):  # a search trial: linked to its study while it runs
+        running[tracking.TAG + "trial"] = os.environ[optuna_trial.TRIAL_ENV]
     return running
 
 

@@ -342,7 +342,7 @@ def test_sqlite_reader_matches_search_runs(sweep_store):
 
 
 def test_trials_table_and_plot(tmp_path):
-    from results.search import trials_plot, trials_table
+    from results.trials import trials_plot, trials_table
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)

@@ -266,7 +266,7 @@ def test_a_run_evaluated_on_test_lands_in_the_test_column(tmp_path):
 
 
 def test_a_search_parent_gets_the_trials_summary_and_its_command(tmp_path):
-    from sweeper.search import SearchParentRun
+    from sweeper.optuna_trial import SearchParentRun
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     parent = SearchParentRun(uri, "synthetic", "study1")

@@ -1,7 +1,7 @@
 """The segsweep_optuna sweeper: real Optuna studies on sqlite, real Hydra processes, real MLflow stores.
 
 A toy Hydra app (written to tmp_path) stands for the training task: it reports a per-epoch metric
-through ``sweeper.search.PruningCallback``, records an MLflow child run like the real task, and
+through ``sweeper.optuna_trial.PruningCallback``, records an MLflow child run like the real task, and
 returns the task's result dict.
 """
 
@@ -23,7 +23,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from sweeper.optuna_search import outcome_from_return, round_sampled
-from sweeper.search import build_pruner, default_storage, resolve_sqlite_uri
+from sweeper.optuna_trial import build_pruner, default_storage, resolve_sqlite_uri
 from sweeper.search_space import (
     SearchSpaceError,
     distribution_from_override,
@@ -38,7 +38,7 @@ TOY_APP = """
 import json, os, sys, time, math
 import hydra, mlflow
 from omegaconf import DictConfig
-from sweeper.search import PruningCallback, StopTraining, trial_of_env
+from sweeper.optuna_trial import PruningCallback, StopTraining, trial_of_env
 
 
 @hydra.main(version_base=None, config_path="conf", config_name="config")
@@ -778,7 +778,7 @@ def test_a_trials_study_travels_in_hydra_job_env_set_and_back(monkeypatch: pytes
     quotes survives the grammar); the job reads them back from its environment; the launchers
     recognise them as a search's trials (no lock, no parent of their own)."""
     from sweeper.bookkeeping import LAST, managed
-    from sweeper.search import is_trial_override, trial_env_overrides, trial_of_env
+    from sweeper.optuna_trial import is_trial_override, trial_env_overrides, trial_of_env
 
     monkeypatch.setitem(LAST, "managed", False)  # managed() remembers what it saw: undone after the test
 
@@ -795,7 +795,7 @@ def test_a_trials_study_travels_in_hydra_job_env_set_and_back(monkeypatch: pytes
 
 def test_the_pruning_metric_is_named_for_the_split_the_trial_evaluates_on():
     """A CamVid trial logs test_mIoU: a search on val_mIoU prunes on it instead of never pruning."""
-    from sweeper.search import on_split
+    from sweeper.optuna_trial import on_split
 
     assert on_split("val_mIoU", "test") == "test_mIoU" and on_split("val_mIoU", "val") == "val_mIoU"
     assert on_split("test_pixel_acc", "val") == "val_pixel_acc"

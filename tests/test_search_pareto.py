@@ -124,7 +124,7 @@ def test_latency_is_a_median_of_timed_forwards_on_a_named_device() -> None:
 def test_a_pruners_own_settings_reach_the_pruner_the_job_rebuilds(hydra_sweep_runner, tmp_path: Path) -> None:
     """hydra.sweeper.pruner.n_startup_trials / n_warmup_steps / kwargs -> the study's pruner spec -> the
     MedianPruner that a trial's PruningCallback builds (dropping any of them fails here)."""
-    from sweeper.search import PRUNER_ATTR, PruningCallback
+    from sweeper.optuna_trial import PRUNER_ATTR, PruningCallback
     from tests.test_search import sphere
 
     storage = f"sqlite:///{tmp_path / 'o.db'}"

@@ -7,7 +7,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from sweeper.search import SAMPLERS
+from sweeper.optuna_trial import SAMPLERS
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Optuna search, the parts shared by the sweeper process and the trial jobs.
+"""Optuna search, the parts shared by the sweeper process and the trial jobs (the trial's side of a study).
 
 - ``open_storage`` / ``default_storage``: the study's RDB storage (sqlite next to the MLflow store
   by default; a server DB when trials run on other nodes).
