@@ -207,12 +207,12 @@ def load(url: str, store: str, writers: int, steps: int, workdir: Path, label: s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="16 writers x 5 steps (a smoke run; the 64-writer"
+    parser.add_argument("--quick", action="store_true", help="8 writers x 5 steps (a smoke run; the 64-writer"
                         " check is tests/test_store_load.py)")
     parser.add_argument("--writers", type=int, default=64)
     parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args()
-    steps, writers = (5, 16) if args.quick else (args.steps, args.writers)
+    steps, writers = (5, 8) if args.quick else (args.steps, args.writers)
     with tempfile.TemporaryDirectory(prefix="segsweep-load-") as tmp, database() as store, \
             serving(store, Path(tmp)) as url:
         alone = load(url, store, 1, steps, Path(tmp), "alone")

@@ -1,6 +1,6 @@
 """Sweep overhead benchmark (CPU).
 
-1. A sweep of 1-step runs (16 jobs; ``--quick``: 6) through segsweep (``python sweep.py -m``: new
+1. A sweep of 1-step runs (16 jobs; ``--quick``: 3) through segsweep (``python sweep.py -m``: new
    store, parent run, run-key look-ups, MLflow params/metrics/artifacts/heartbeats, summary, results
    README with plots) against a bare Hydra multirun of the same training task without tracking (Hydra's basic sweeper and launcher, no callbacks), in
    one run: interleaved pairs (default 3), median ratio. Reports per-job overhead and the wall-time
@@ -132,7 +132,7 @@ def main() -> None:
         bare_task()
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="6 jobs, fewer steps, one pair")
+    parser.add_argument("--quick", action="store_true", help="3 jobs, fewer steps, one pair")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved (bare, segsweep) pairs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -140,12 +140,12 @@ def main() -> None:
         template_s = store_template_s()
         print(f"store template (MLflow's migrations, once per MLflow version): "
               f"{'cached' if template_s < 0.05 else f'built in {template_s:.1f} s'}")
-        sweep = sweep_ratio(6 if args.quick else 16, tmp, 1 if args.quick else args.repeats)
+        sweep = sweep_ratio(3 if args.quick else 16, tmp, 1 if args.quick else args.repeats)
         print(f"sweep of {sweep['jobs']} 1-step jobs (median of {sweep['repeats']}): bare Hydra "
               f"{sweep['bare_s']:.1f} s, segsweep {sweep['segsweep_s']:.1f} s -> overhead "
               f"{sweep['overhead_per_job_s']:.2f} s/job, ratio {sweep['ratio']:.2f} (pairs {sweep['ratios']}; "
               f"goal <= 1.3); re-run, all skipped: {sweep['rerun_all_skipped_s']:.1f} s")
-        share = logging_share(tmp, 10 if args.quick else 40)
+        share = logging_share(tmp, 5 if args.quick else 40)
         print(f"MLflow logging share of training: {share['mlflow_callback_s']:.3f} s of {share['run_s']:.1f} s "
               f"({share['train_steps']} steps) = {share['mlflow_share_pct']:.2f}% (goal <= 2%)")
     print(json.dumps({"store_template_s": template_s, **sweep, **share}))

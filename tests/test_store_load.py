@@ -17,7 +17,7 @@ from bench import store_load
 from tests.test_postgres import postgres_store  # noqa: F401 - the fixture: a fresh database, dropped after
 
 pytestmark = pytest.mark.postgres
-WRITERS, STEPS = 64, 20
+WRITERS, STEPS = 64, 10
 
 
 def test_64_writers_through_the_server_lose_and_duplicate_no_point(postgres_store: str, tmp_path: Path):  # noqa: F811
