@@ -155,14 +155,18 @@ def _names(limit: int) -> list[tuple[str, str]]:
     return grid[:limit]
 
 
-def build_store(db: Path, runs: int, n_names: int = 240) -> list[dict[str, Any]]:
-    """A sqlite store of ``runs`` FINISHED runs, rows inserted as MLflow's tables hold them; returns the
-    cells (manifest entries) of the newest :data:`STATUS_CELLS` runs, as a sweep's launcher records them."""
+def build_store(db: Path, runs: int, n_names: int = 240, sweep_size: int = STATUS_CELLS) -> list[dict[str, Any]]:
+    """A sqlite store of ``runs`` FINISHED runs, rows inserted as MLflow's tables hold them, in sweeps of
+    ``sweep_size`` (tag ``segsweep.sweep_id``: ``sweep0`` the newest); returns the cells (manifest
+    entries) of the newest ``sweep_size`` runs, as a sweep's launcher records them."""
     import mlflow
 
+    from sweeper.store_template import seed_sqlite_store
+
     uri = f"sqlite:///{db}"
+    seed_sqlite_store(db)  # as segsweep makes a store: MLflow's migrated schema and segsweep's tag index
     client = mlflow.MlflowClient(uri)
-    exp_ids = {ds: client.create_experiment(ds) for ds in DATASETS}  # MLflow builds and migrates the schema
+    exp_ids = {ds: client.create_experiment(ds) for ds in DATASETS}
     del client
     names, rng = _names(n_names), random.Random(0)
     t0 = int(time.time() * 1000) - runs * 1000
@@ -179,7 +183,7 @@ def build_store(db: Path, runs: int, n_names: int = 240) -> list[dict[str, Any]]
                              f"file:///artifacts/{rid}", exp_ids[ds]))
         tags = {"segsweep.name": name, "segsweep.dataset": ds, "segsweep.seed": str(seed),
                 "segsweep.config_hash": config_hash, "segsweep.run_key": key, "segsweep.source": "segsweep",
-                "segsweep.sweep_id": f"sweep{i // STATUS_CELLS}", "segsweep.git_commit": "a" * 40,
+                "segsweep.sweep_id": f"sweep{(runs - 1 - i) // sweep_size}", "segsweep.git_commit": "a" * 40,
                 "segsweep.eval_split": "val", "segsweep.objective": "final_val_mIoU", "mlflow.runName": run_name,
                 "mlflow.user": "root"}
         rows["tags"] += [(k, v, rid) for k, v in tags.items()]
@@ -193,7 +197,7 @@ def build_store(db: Path, runs: int, n_names: int = 240) -> list[dict[str, Any]]
         rows["metrics"] += [(k, v, end, rid, s, 0) for k, v, s in points]
         latest = {k: (v, s) for k, v, s in points}
         rows["latest_metrics"] += [(k, v, end, s, 0, rid) for k, (v, s) in latest.items()]
-        if i >= runs - STATUS_CELLS:
+        if i >= runs - sweep_size:
             cells.append({"name": name, "seed": seed, "dataset": ds, "run_key": key, "uri": uri, "experiment": ds,
                           "epochs": EPOCHS})
     con = sqlite3.connect(db)
@@ -211,9 +215,9 @@ def build_store(db: Path, runs: int, n_names: int = 240) -> list[dict[str, Any]]
     return cells
 
 
-def _write_manifest(sweep_dir: Path, cells: list[dict[str, Any]]) -> Path:
+def _write_manifest(sweep_dir: Path, cells: list[dict[str, Any]], sweep_id: str) -> Path:
     sweep_dir.mkdir(parents=True)
-    (sweep_dir / "segsweep_cells.json").write_text(json.dumps({"sweep_id": "bench", "sweep": "bench",
+    (sweep_dir / "segsweep_cells.json").write_text(json.dumps({"sweep_id": sweep_id, "sweep": "bench",
                                                                "parents": {}, "cells": cells}))
     return sweep_dir
 
@@ -223,11 +227,14 @@ def store_figures(n: int, status_cells: int, names: int, tmp: Path, warm: bool =
     where = tmp / f"store-{n}"
     where.mkdir(parents=True)
     t0 = time.perf_counter()
-    cells = build_store(where / "mlflow.db", n, names)[-status_cells:]
+    cells = build_store(where / "mlflow.db", n, names, status_cells)
     built = time.perf_counter() - t0
     env, py = _env(tmp, where / "mlflow.db"), sys.executable
-    cmds = {"status": [py, "-m", "sweeper", "status", str(_write_manifest(where / "sweep", cells))],
-            "status_1": [py, "-m", "sweeper", "status", str(_write_manifest(where / "sweep1", cells[-1:]))],
+    # the sweep's status reads its runs in one search (tag segsweep.sweep_id); the 1-cell baseline's
+    # sweep id has no runs, so it looks its one cell up by run key (one indexed search)
+    cmds = {"status": [py, "-m", "sweeper", "status", str(_write_manifest(where / "sweep", cells, "sweep0"))],
+            "status_1": [py, "-m", "sweeper", "status",
+                         str(_write_manifest(where / "sweep1", cells[-1:], "bench-1-cell"))],
             "readme": [py, "-m", "results", "readme", "--out", str(where / "results" / "README.md")],
             "matrix": [py, "-m", "results", "matrix"]}
     if warm:  # the config-hash cache (one Hydra compose per distinct name) and .pyc files, untimed

@@ -18,6 +18,7 @@ btree row holds ~2.7 kB, and a run's description tag is longer). MLflow's migrat
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -121,3 +122,17 @@ def ensure_server_tag_index(uri: str) -> None:
                                         f"WHERE key IN ({keys})"))
     finally:
         engine.dispose()
+
+
+@functools.lru_cache(maxsize=64)
+def index_store(uri: str) -> None:
+    """:func:`ensure_tag_index` for a sqlite store segsweep opens (once per process and store; a store
+    that does not exist yet or cannot be written is left alone: MLflow creates or refuses it)."""
+    if not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri[len("sqlite:///"):])
+    if db.is_file() and os.access(db, os.W_OK):
+        try:
+            ensure_tag_index(db)
+        except sqlite3.Error as error:
+            log.debug("no tag index in %s (%s)", db, error)

@@ -28,7 +28,7 @@ from engine.callbacks import Callback, split_metric
 from models.families import DECLARATION_KEYS as BACKBONE_DECLARATION_KEYS
 from sweeper import shutdown
 from sweeper.errors import StoreError
-from sweeper.store_template import seed_sqlite_store
+from sweeper.store_template import index_store, seed_sqlite_store
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -82,6 +82,7 @@ def client_for(uri: str) -> MlflowClient:
     from sweeper.throttle import ThrottledClient  # tracking.limits: metric rate, artifact size per run
 
     login_for(uri)  # a server's login inherited from the process that started this one (issue 26)
+    index_store(uri)  # look-ups by tag value (run key, sweep id) search an index (issue 27)
     return ThrottledClient(tracking_uri=uri)
 
 

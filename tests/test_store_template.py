@@ -110,3 +110,11 @@ def test_a_tag_look_up_uses_the_index_and_mlflow_migrations_keep_it(tmp_path: Pa
     with sqlite3.connect(db) as con:
         con.execute(f"DROP INDEX {store_template.TAG_INDEX}")
     assert "sqlite_autoindex_tags" in _plan(db, query, ("segsweep.run_key", "k"))  # without it: every key's row
+
+
+def test_a_store_segsweep_only_reads_gets_the_index_when_opened(tmp_path: Path):
+    db = tmp_path / "mlflow-made.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()  # MLflow's own creation: no segsweep index
+    assert store_template.TAG_INDEX not in _tables(db)
+    tracking.client_for(f"sqlite:///{db}")  # what `sweeper status` opens a store with
+    assert store_template.TAG_INDEX in _tables(db)
