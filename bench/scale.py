@@ -3,18 +3,20 @@
 1. Sweeps of no-op jobs (``sweep.py``'s task with training replaced by a function that returns at
    once: the claim, the run-key look-up, the MLflow run, its params and tags, the heartbeat, the
    parent run, the cell manifest and the summary are all measured; training is not) at 16, 128 and
-   1,024 cells (``--quick``: 2 and 6, local launcher only, no warm-up sweep) through the local launcher (``launcher=local``:
-   hydra/launcher=segsweep_local), the pool (``launcher=gpus``, 2 CPU workers: segsweep_pool) and
-   submitit's local executor (``hydra/launcher=submitit_local``, in batches of 8). Each sweep starts
-   a new store. The per-job cost is the marginal one, ``(T(N) - T(1)) / (N - 1)``, against a 1-cell
-   sweep timed in the same run (the baseline: process start, imports, the store's creation), in CPU
-   seconds of the sweep's whole process tree (a shared machine's load stretches wall time, not CPU
-   time; wall figures are printed too).
+   1,024 cells (``--quick``: 2 and 4, local launcher only, no warm-up sweep) through the local
+   launcher (``launcher=local``: hydra/launcher=segsweep_local), the pool (``launcher=gpus``, 2 CPU
+   workers: segsweep_pool) and submitit's local executor (``hydra/launcher=submitit_local``, in
+   batches of 8). Each sweep starts a new store. The per-job cost is the marginal one,
+   ``(T(N) - T(1)) / (N - 1)``, against a 1-cell sweep timed in the same run (the baseline: process
+   start, imports, the store's creation), in CPU seconds of the sweep's whole process tree (a shared
+   machine's load stretches wall time, not CPU time; wall figures are printed too).
 2. ``python -m sweeper status`` (a 1,000-cell sweep; ``--quick``: 20) and ``python -m results
-   readme`` / ``results matrix`` in stores of 1k, 10k and 100k runs (``--quick``: 300, 1,200), built
-   directly: MLflow creates the empty store, then its tables (experiments, runs, tags, params,
-   metrics, latest_metrics) are filled with ``executemany`` as MLflow itself holds them. CPU
-   seconds per cell (status) and per run (readme, matrix), against the smallest store.
+   readme`` / ``results matrix`` in stores of 1k, 10k and 100k runs (``--quick``: 200 and 800 runs of
+   6 names, each command's ``main`` called in the bench's own process: no interpreter start per
+   command), built directly: segsweep creates the empty store (MLflow's schema and segsweep's tag
+   index), then its tables (experiments, runs, tags, params, metrics, latest_metrics) are filled with
+   ``executemany`` as MLflow itself holds them. CPU seconds per cell (status) and per run (readme,
+   matrix), against the smallest store.
 
 Prints one line per figure; LAST, one JSON line whose ``ratio`` is the worst per-job (per-cell,
 per-run) cost at the largest size over the same at the smallest (goal <= 1.3: linear).
@@ -110,6 +112,31 @@ def _timed(cmd: list[str], cwd: Path, env: dict[str, str], what: str) -> tuple[f
     if done.returncode != 0:
         raise SystemExit(f"{what} failed ({done.returncode}):\n{done.stdout[-1500:]}\n{done.stderr[-3000:]}")
     return time.perf_counter() - start, _cpu_children() - cpu
+
+
+def _in_process(cmd: list[str], cwd: Path, env: dict[str, str], what: str) -> float:
+    """CPU seconds of ``python -m <module> ...`` run by its ``main`` in this process (``--quick``: no
+    interpreter start and imports per command, which would be most of a smoke run's time)."""
+    import contextlib
+    import importlib
+    import io
+
+    module, args = cmd[2], cmd[3:]
+    saved, here = dict(os.environ), os.getcwd()
+    os.environ.update({k: env[k] for k in ("MLFLOW_TRACKING_URI", "SEGSWEEP_CACHE")})
+    os.chdir(cwd)
+    out = io.StringIO()
+    start = time.process_time()
+    try:
+        with contextlib.redirect_stdout(out):
+            code = importlib.import_module(f"{module}.__main__").main(args)
+    finally:
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(saved)
+    if code:
+        raise SystemExit(f"{what} failed ({code}):\n{out.getvalue()[-1500:]}")
+    return time.process_time() - start
 
 
 def sweep_seconds(launcher: str, cells: int, tmp: Path, tag: str = "") -> tuple[float, float]:
@@ -222,8 +249,10 @@ def _write_manifest(sweep_dir: Path, cells: list[dict[str, Any]], sweep_id: str)
     return sweep_dir
 
 
-def store_figures(n: int, status_cells: int, names: int, tmp: Path, warm: bool = False) -> dict[str, float]:
-    """CPU seconds of status (of ``status_cells`` cells and of 1 cell), readme and matrix on a store of ``n``."""
+def store_figures(n: int, status_cells: int, names: int, tmp: Path, warm: bool = False,
+                  in_process: bool = False) -> dict[str, float]:
+    """CPU seconds of status (of ``status_cells`` cells and of 1 cell), readme and matrix on a store of ``n``
+    (``in_process``: each command's ``main`` called here, not a new interpreter)."""
     where = tmp / f"store-{n}"
     where.mkdir(parents=True)
     t0 = time.perf_counter()
@@ -237,14 +266,20 @@ def store_figures(n: int, status_cells: int, names: int, tmp: Path, warm: bool =
                          str(_write_manifest(where / "sweep1", cells[-1:], "bench-1-cell"))],
             "readme": [py, "-m", "results", "readme", "--out", str(where / "results" / "README.md")],
             "matrix": [py, "-m", "results", "matrix"]}
+    def timed(label: str) -> float:
+        if in_process:
+            return _in_process(cmds[label], where, env, label)
+        return _timed(cmds[label], where, env, label)[1]
+
     if warm:  # the config-hash cache (one Hydra compose per distinct name) and .pyc files, untimed
         for label in ("matrix", "status_1"):
-            _timed(cmds[label], where, env, f"{label} (warm-up)")
-    secs = {label: _timed(cmd, where, env, label)[1] for label, cmd in cmds.items()}
+            timed(label)
+    secs = {label: timed(label) for label in cmds}
     return {"built_s": built, "cells": len(cells), **secs}
 
 
-def store_commands(sizes: list[int], status_cells: int, names: int, tmp: Path) -> dict[str, Any]:
+def store_commands(sizes: list[int], status_cells: int, names: int, tmp: Path,
+                   in_process: bool = False) -> dict[str, Any]:
     """CPU seconds of status / readme / matrix per store size. Status: per cell, over a 1-cell status in
     the same store (the look-ups alone). Readme, matrix: per run, T(N) / N (their fixed costs included;
     the marginal cost between consecutive sizes is reported beside it)."""
@@ -252,7 +287,7 @@ def store_commands(sizes: list[int], status_cells: int, names: int, tmp: Path) -
     per: dict[str, dict[int, float]] = {"status": {}, "readme": {}, "matrix": {}}
     got: dict[int, dict[str, float]] = {}
     for n in sorted(sizes):
-        got[n] = g = store_figures(n, status_cells, names, tmp, warm=n == min(sizes))
+        got[n] = g = store_figures(n, status_cells, names, tmp, warm=n == min(sizes), in_process=in_process)
         per["status"][n] = max((g["status"] - g["status_1"]) / max(g["cells"] - 1, 1), RESOLUTION_S / 10)
         for label in ("readme", "matrix"):
             per[label][n] = g[label] / n
@@ -287,7 +322,8 @@ def main() -> None:
         noop_sweep()
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2/6 cells (local), 300/1,200 runs")
+    parser.add_argument("--quick", action="store_true",
+                        help="2/4 cells (local launcher), 200/800 runs of 6 names, the store commands in process")
     parser.add_argument("--launchers", default="local,pool,submitit")
     parser.add_argument("--cells", type=_ints, default=None, help="sweep sizes (default 16,128,1024)")
     parser.add_argument("--runs", type=_ints, default=None, help="store sizes (default 1000,10000,100000)")
@@ -300,8 +336,8 @@ def main() -> None:
         parser.error(f"unknown launcher(s) {sorted(unknown)}: choose from {sorted(LAUNCHERS)}")
     if args.quick and args.launchers == parser.get_default("launchers"):
         launchers = ["local"]  # a smoke run: the pool and submitit start a process per job (seconds each)
-    cells = args.cells or ([2, 6] if args.quick else [16, 128, 1024])
-    runs = args.runs or ([300, 1200] if args.quick else [1000, 10_000, 100_000])
+    cells = args.cells or ([2, 4] if args.quick else [16, 128, 1024])
+    runs = args.runs or ([200, 800] if args.quick else [1000, 10_000, 100_000])
     status_cells = args.status_cells or (20 if args.quick else STATUS_CELLS)
     result: dict[str, Any] = {"quick": args.quick}
     ratios: dict[str, float] = {}
@@ -312,7 +348,7 @@ def main() -> None:
                 result.update({f"{launcher}_{k}": v for k, v in figures.items()})
                 ratios[f"{launcher} per job"] = figures["ratio"]
         if not args.skip_store:
-            figures = store_commands(runs, status_cells, 24 if args.quick else 240, tmp)
+            figures = store_commands(runs, status_cells, 6 if args.quick else 240, tmp, in_process=args.quick)
             result.update(figures)
             ratios.update({f"{k} per {'cell' if k == 'status' else 'run'}": figures[f"{k}_ratio"]
                            for k in ("status", "readme", "matrix")})
