@@ -118,8 +118,11 @@ def ensure_server_tag_index(uri: str) -> None:
     engine = sqlalchemy.create_engine(uri)
     try:
         with engine.begin() as con:
-            con.execute(sqlalchemy.text(f"CREATE INDEX IF NOT EXISTS {TAG_INDEX} ON tags (key, value) "
-                                        f"WHERE key IN ({keys})"))
+            if con.execute(sqlalchemy.text("SELECT to_regclass('tags')")).scalar() is not None:
+                con.execute(sqlalchemy.text(f"CREATE INDEX IF NOT EXISTS {TAG_INDEX} ON tags (key, value) "
+                                            f"WHERE key IN ({keys})"))
+    except sqlalchemy.exc.SQLAlchemyError as error:  # the store works without it, only slower
+        log.warning("could not index the tags of %s: %s", uri, str(error).splitlines()[0])
     finally:
         engine.dispose()
 

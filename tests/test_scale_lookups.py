@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeper import status, sweep_record, tracking
 from tests.checks import duplicate_rows
+from tests.test_postgres import postgres_store  # noqa: F401 - the fixture
 
 SID = "sweep-abc"
 
@@ -115,3 +116,26 @@ def test_status_reads_a_sweep_in_batches_with_the_same_rows(store: str, tmp_path
     assert rows == alone
     # the sweep's runs in one search; the 3 from before it and the 5 pending looked up by key (indexed)
     assert counting["search_runs"] == 1 + 3 + 5, counting
+
+
+@pytest.mark.postgres
+def test_sweeper_servers_postgresql_store_gets_the_tag_index(postgres_store: str):  # noqa: F811
+    import sqlalchemy
+
+    from sweeper import server
+    from sweeper.store_template import TAG_INDEX
+
+    server.prepare(postgres_store)  # `python -m sweeper server`'s set-up: MLflow's tables, then the index
+    server.prepare(postgres_store)  # idempotent
+    engine = sqlalchemy.create_engine(postgres_store)
+    try:
+        with engine.connect() as con:
+            definition = con.execute(sqlalchemy.text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
+                                     {"n": TAG_INDEX}).scalar()
+            con.execute(sqlalchemy.text("SET enable_seqscan = off"))  # an empty table: make the planner show it
+            plan = " ".join(r[0] for r in con.execute(sqlalchemy.text(
+                "EXPLAIN SELECT run_uuid FROM tags WHERE key = 'segsweep.run_key' AND value = 'k'")))
+    finally:
+        engine.dispose()
+    assert definition and "(key, value)" in definition and "segsweep.run_key" in definition
+    assert f"Index Scan using {TAG_INDEX}" in plan or f"Bitmap Index Scan on {TAG_INDEX}" in plan, plan
