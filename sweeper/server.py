@@ -107,6 +107,9 @@ def prepare(store: str) -> str:
     prepare_store(store)
     probe_database(store)
     client_for(store).search_experiments(max_results=1)  # creates/migrates the tables
+    from sweeper.store_template import ensure_server_tag_index
+
+    ensure_server_tag_index(store)  # look-ups by tag value: an index, not a scan (issue 27)
     return store
 
 

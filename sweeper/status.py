@@ -129,6 +129,15 @@ def read_cells(sweep_dir: Path) -> list[dict[str, Any]]:
     return [dict(c) for c in json.loads((sweep_dir / SLURM_MANIFEST).read_text())]
 
 
+def _sweep_id(sweep_dir: Path) -> str:
+    """The sweep id its manifest records ('' for a legacy SLURM manifest)."""
+    try:
+        return str(json.loads((sweep_dir / MANIFEST).read_text()).get("sweep_id", "")) \
+            if (sweep_dir / MANIFEST).exists() else ""
+    except (OSError, ValueError):
+        return ""
+
+
 def search_cells(search: Search) -> list[tuple[dict[str, Any], Any]]:
     """(cell, run) of each trial run of a search, in start order."""
     from sweeper import tracking
@@ -142,13 +151,38 @@ def search_cells(search: Search) -> list[tuple[dict[str, Any], Any]]:
               "uri": search.uri}, r) for r in kids]
 
 
-def _latest_run(cell: Mapping[str, Any]) -> Any:
+def latest_runs(cells: Sequence[Mapping[str, Any]], sweep_id: str = "") -> list[Any]:
+    """Each cell's newest run by its run key (None: none yet), read per store and experiment in one paged
+    search of the sweep's runs (tag ``segsweep.sweep_id``) plus one look-up per key it has not run (a
+    cell found finished, a pending one): not a client and a search per cell."""
     from sweeper import tracking
 
-    client = tracking.client_for(cell["uri"])
-    exp = client.get_experiment_by_name(cell["experiment"])
-    runs = tracking.find_runs(client, exp.experiment_id, cell["run_key"]) if exp is not None else []
-    return runs[0] if runs else None
+    clients: dict[str, Any] = {}
+    experiments: dict[tuple[str, str], str | None] = {}
+    newest: dict[tuple[str, str], dict[str, Any]] = {}  # (uri, experiment) -> {experiment id|run key: run}
+    out = []
+    for cell in cells:
+        where = (cell.get("uri", ""), cell.get("experiment", ""))
+        if not cell.get("run_key"):
+            out.append(None)
+            continue
+        if where not in experiments:
+            client = clients.setdefault(where[0], tracking.client_for(where[0]))
+            exp = client.get_experiment_by_name(where[1])
+            experiments[where] = exp.experiment_id if exp is not None else None
+            newest[where] = (tracking.sweep_runs(client, [exp.experiment_id], sweep_id)
+                             if exp is not None and sweep_id else {})
+        exp_id = experiments[where]
+        key = f"{exp_id}|{cell['run_key']}"
+        if exp_id is not None and key not in newest[where]:
+            runs = tracking.find_runs(clients[where[0]], exp_id, cell["run_key"])
+            newest[where][key] = runs[0] if runs else None
+        out.append(newest[where].get(key) if exp_id is not None else None)
+    return out
+
+
+def _latest_run(cell: Mapping[str, Any]) -> Any:
+    return latest_runs([cell])[0]
 
 
 def close_abandoned(run: Any, uri: str) -> str:
@@ -169,11 +203,14 @@ def progress_mIoU(metrics: Mapping[str, float], split: str | None) -> float | No
     return metrics.get(split_metric(split, final=True), metrics.get(split_metric(split)))
 
 
-def cell_row(cell: Mapping[str, Any], run: Any = None, sweep_gone: bool = False,
+LOOK_UP = object()  # cell_row's run when not read yet: looked up by the cell's run key
+
+
+def cell_row(cell: Mapping[str, Any], run: Any = LOOK_UP, sweep_gone: bool = False,
              error_width: int = ERROR_WIDTH) -> dict[str, Any]:
     """One cell's state, seed, epoch/progress, mIoU so far (with the split it measured), run id and the
-    first line of an error (cut at a word boundary). ``run``: the cell's run when known (else its
-    newest by run key); ``sweep_gone``: a RUNNING run without a live heartbeat is closed (KILLED)."""
+    first line of an error (cut at a word boundary). ``run``: the cell's run when read (None: it has
+    none), else its newest by run key is looked up; ``sweep_gone``: a RUNNING run without a live heartbeat is closed (KILLED)."""
     from sweeper import tracking
 
     row = {"name": cell.get("name", "?"), "seed": cell.get("seed", ""),
@@ -182,7 +219,7 @@ def cell_row(cell: Mapping[str, Any], run: Any = None, sweep_gone: bool = False,
     if not cell.get("run_key"):
         row["state"] = "UNRESOLVED"
         return row
-    run = run if run is not None else _latest_run(cell)
+    run = _latest_run(cell) if run is LOOK_UP else run
     if run is None:
         return row
     status, metrics = run.info.status, run.data.metrics
@@ -210,7 +247,9 @@ def rows_of(target: Path | Search, error_width: int = ERROR_WIDTH) -> tuple[list
     if isinstance(target, Search):
         rows = [cell_row(c, r, gone, error_width) for c, r in search_cells(target)]
     else:
-        rows = [cell_row(c, None, gone, error_width) for c in read_cells(target)]
+        cells = read_cells(target)
+        runs = latest_runs(cells, _sweep_id(target))
+        rows = [cell_row(c, r, gone, error_width) for c, r in zip(cells, runs, strict=True)]
     closed = any(r["error"].startswith("its process is gone") for r in rows)
     ended = all(r["state"] in TERMINAL for r in rows)
     live = any(r["state"] == "RUNNING" for r in rows)

@@ -9,7 +9,15 @@
   the last record's when that is more (a re-run, the closing record): it only grows, so each counter
   charts as a curve and no (run, key, step) is written twice;
 - description (``mlflow.note.content``): the summary table (markdown), rewritten as jobs end;
-- tag ``segsweep.command``: the command line.
+- tag ``segsweep.command``: the command line; tag ``segsweep.record_step``: the newest record's step
+  (read instead of the metric's history, which grows with every record).
+
+Costs that grow with the sweep (issue 27): a record reads the sweep's runs in one paged search (tag
+``segsweep.sweep_id``), not one look-up per cell; a cell the sweep has not run looks up its key once,
+kept in ``<sweep dir>/.record.json`` with the run ids the jobs returned. A job's end rewrites the record
+unless the last one is younger than :data:`REFRESH_SHARE` times what it cost (so records take at most
+~1/REFRESH_SHARE of a sweep's time, however many cells it has) and fewer jobs ended since than it left
+open (the job that may be the last always writes one); the closing record is always written.
 
 The pure functions build these from :class:`JobRow` rows; ``record_start``/``refresh`` write them (through ``sweeper.tracking``).
 A search's parent gets the same description and counts from its trial runs (``refresh_from_children``).
@@ -21,8 +29,10 @@ import contextlib
 import fcntl
 import json
 import logging
+import os
 import shlex
 import sys
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +53,10 @@ SPLITS = ("val", "test")
 ENDED = ("FINISHED", "FAILED", "KILLED")
 STEP_KEY = "jobs_total"  # every record writes it: its last step is the record's
 RECORD_LOCK = ".record.lock"  # in the sweep dir: one record written at a time (parallel jobs end together)
+STEP_TAG = "segsweep.record_step"
+SWEEP_ID_TAG = "segsweep.sweep_id"
+STATE = ".record.json"  # in the sweep dir: what the job ends' records share (refresh_from_manifest)
+REFRESH_SHARE = 20  # a job end skips the record while the last is younger than this x its cost (seconds)
 
 
 @dataclass(frozen=True)
@@ -194,40 +208,74 @@ def record_start(client: MlflowClient, run_id: str, overrides: Sequence[str], ti
         log.warning("could not record the sweep on its parent run %s: %s", run_id, error)
 
 
-def record_step(client: MlflowClient, run_id: str, jobs: Sequence[JobRow]) -> int:
+def record_step(client: MlflowClient, run_id: str, jobs: Sequence[JobRow], run: Any = None) -> int:
     """The step of the next record: the jobs ended so far, or one past the last step written when that
     is more (a re-run, the closing record). It only grows, so the counters chart as curves and no
-    (run, key, step) is written twice."""
+    (run, key, step) is written twice. The last step is the parent's ``segsweep.record_step`` tag (one
+    ``get_run``; ``run`` when read already), else (a record written before the tag) its metric's history."""
     from sweeper import tracking
 
-    return max(sum(j.status in ENDED for j in jobs), tracking.next_step(client, run_id, STEP_KEY))
+    last = (run if run is not None else client.get_run(run_id)).data.tags.get(STEP_TAG, "")
+    after = int(last) + 1 if last.isdigit() else tracking.next_step(client, run_id, STEP_KEY)
+    return max(sum(j.status in ENDED for j in jobs), after)
 
 
 def write_summary(client: MlflowClient, run_id: str, title: str, jobs: Sequence[JobRow],
-                  skipped: int | None = None) -> None:
-    """Metrics (at :func:`record_step`) and the description of the parent run, in one write."""
+                  skipped: int | None = None, run: Any = None) -> None:
+    """Metrics (at :func:`record_step`), the step and the description of the parent run, in one write."""
     from sweeper import tracking
 
-    tracking.log_metrics(client, run_id, parent_metrics(jobs, skipped), record_step(client, run_id, jobs),
-                         tags={NOTE_TAG: summary_markdown(title, jobs, skipped)[:60000]})
+    step = record_step(client, run_id, jobs, run)
+    tracking.log_metrics(client, run_id, parent_metrics(jobs, skipped), step,
+                         tags={NOTE_TAG: summary_markdown(title, jobs, skipped)[:60000], STEP_TAG: str(step)})
 
 
-def cell_rows(client: MlflowClient, cells: Iterable[Mapping[str, Any]]) -> list[JobRow]:
-    """Each manifest cell's newest run (by its run key), PENDING when it has none yet."""
+def cell_key(cell: Mapping[str, Any]) -> str:
+    """``<experiment id>|<run key>`` of a manifest cell (as :func:`sweeper.tracking.run_key_of`)."""
+    return f"{cell['experiment_id']}|{cell['run_key']}"
+
+
+def cell_rows(client: MlflowClient, cells: Iterable[Mapping[str, Any]], sweep_id: str = "",
+              known: dict[str, str] | None = None, ran: Iterable[str] = ()) -> list[JobRow]:
+    """Each manifest cell's newest run (by its run key), PENDING when it has none yet.
+
+    The sweep's own runs (tag ``segsweep.sweep_id``) come in one paged search; a key the sweep has not
+    run is looked up once and kept in ``known`` ({cell key: run id, '' for none}), the runs of ``known``
+    and ``ran`` (run ids the jobs returned: a skipped cell's finished run) are read by id in batches."""
     from sweeper import tracking
 
+    cells = list(cells)
+    keyed = [c for c in cells if c.get("run_key")]
+    experiments = sorted({str(c["experiment_id"]) for c in keyed})
+    newest = tracking.sweep_runs(client, experiments, sweep_id) if sweep_id and experiments else {}
+    known = {} if known is None else known
+    outside = [cell_key(c) for c in keyed if cell_key(c) not in newest]  # keys the sweep has not run
+    for cell in keyed:
+        key = cell_key(cell)
+        if key not in newest and key not in known:
+            runs = tracking.find_runs(client, cell["experiment_id"], cell["run_key"])
+            known[key] = runs[0].info.run_id if runs else ""
+            newest.update(tracking.newest_by_key(runs[:1]))
+    wanted = {known[key] for key in outside} | set(ran)
+    have = {r.info.run_id for r in newest.values()}
+    fetched = tracking.runs_by_id(client, experiments, [i for i in wanted if i and i not in have]) if experiments else []
+    newest.update(tracking.newest_by_key([*newest.values(), *fetched]))
     rows = []
     for cell in cells:
-        runs = tracking.find_runs(client, cell["experiment_id"], cell["run_key"]) if cell.get("run_key") else []
-        rows.append(job_row(runs[0], cell.get("name", "")) if runs else
+        run = newest.get(cell_key(cell)) if cell.get("run_key") else None
+        rows.append(job_row(run, cell.get("name", "")) if run is not None else
                     JobRow(name=cell.get("name", "(unresolved)"), seed=str(cell.get("seed", ""))))
     return rows
 
 
 def refresh(client: MlflowClient, run_id: str, title: str, cells: Sequence[Mapping[str, Any]],
-            skipped: int | None = None) -> None:
-    """Rewrite a sweep parent's counts, best results and summary table from its cells' runs."""
-    write_summary(client, run_id, title, cell_rows(client, cells), skipped)
+            skipped: int | None = None, known: dict[str, str] | None = None, ran: Iterable[str] = ()) -> list[JobRow]:
+    """Rewrite a sweep parent's counts, best results and summary table from its cells' runs (those of
+    its sweep, tag ``segsweep.sweep_id``, in one search: :func:`cell_rows`); the rows written."""
+    run = client.get_run(run_id)
+    rows = cell_rows(client, cells, run.data.tags.get(SWEEP_ID_TAG, ""), known, ran)
+    write_summary(client, run_id, title, rows, skipped, run)
+    return rows
 
 
 def refresh_from_children(client: MlflowClient, experiment_id: str, run_id: str, title: str) -> None:
@@ -238,28 +286,81 @@ def refresh_from_children(client: MlflowClient, experiment_id: str, run_id: str,
 
 
 def refresh_parents(parents: Mapping[str, str], cells: Sequence[Mapping[str, Any]], title: str,
-                    statuses: Sequence[str] | None = None) -> None:
+                    statuses: Sequence[str] | None = None, state: dict[str, Any] | None = None) -> int | None:
     """Refresh every parent of a sweep ({"<uri>|<experiment>": run id}) from its own cells; never raises
-    (the jobs' runs are what matters). ``statuses``: the jobs' returned statuses, at the end."""
+    (the jobs' runs are what matters). ``statuses``: the jobs' returned statuses, at the end; ``state``:
+    :func:`load_state`'s (its look-ups kept). The cells left not ended (None when a parent failed)."""
     skipped = None if statuses is None else sum(s == "SKIPPED" for s in statuses)
+    state = state if state is not None else new_state("")
+    left: int | None = 0
     for key, run_id in parents.items():
         uri, experiment = key.split("|", 1)
         mine = [c for c in cells if c and c.get("uri") == uri and c.get("experiment") == experiment]
         try:
-            refresh(_client(uri), run_id, title, mine, skipped)
+            rows = refresh(_client(uri), run_id, title, mine, skipped, state["known"].setdefault(uri, {}),
+                           state["ran"])
+            left = None if left is None else left + sum(r.status not in ENDED for r in rows)
         except Exception as error:  # noqa: BLE001 - a summary not written is retried at the next job end
             log.warning("could not update the sweep's parent run %s: %s", run_id, error)
+            left = None
+    return left
 
 
-def refresh_from_manifest(sweep_dir: Path, statuses: Sequence[str] | None = None) -> bool:
+def new_state(sweep_id: str) -> dict[str, Any]:
+    """What the records of one sweep share: ``known`` ({uri: {cell key: run id}}), ``ran`` (run ids the
+    jobs returned), the last record's time (``at``), cost in seconds, cells it left open, job ends since."""
+    return {"sweep_id": sweep_id, "known": {}, "ran": [], "at": None, "cost": 0.0, "open": 0, "ends": 0}
+
+
+def load_state(sweep_dir: Path, sweep_id: str) -> dict[str, Any]:
+    """``<sweep dir>/.record.json`` of this sweep (a new one for another sweep id or an unreadable file)."""
+    try:
+        state = json.loads((sweep_dir / STATE).read_text())
+    except (OSError, ValueError):
+        return new_state(sweep_id)
+    fresh = new_state(sweep_id)
+    return {**fresh, **state} if isinstance(state, dict) and state.get("sweep_id") == sweep_id else fresh
+
+
+def save_state(sweep_dir: Path, state: Mapping[str, Any]) -> None:
+    tmp = sweep_dir / f"{STATE}.{os.getpid()}.tmp"
+    try:
+        tmp.write_text(json.dumps(state))
+        tmp.replace(sweep_dir / STATE)
+    except OSError as error:  # the next record looks its cells up again: slower, not wrong
+        log.debug("could not keep the record's state in %s: %s", sweep_dir, error)
+
+
+def can_wait(state: Mapping[str, Any], now: float) -> bool:
+    """Whether a job's end may leave the record as it is: the last one is younger than REFRESH_SHARE x its
+    cost and fewer jobs ended since (this one included) than it left open (so this is not the last)."""
+    if state["at"] is None or state["ends"] + 1 >= state["open"]:
+        return False
+    return now - state["at"] < REFRESH_SHARE * state["cost"]
+
+
+def refresh_from_manifest(sweep_dir: Path, statuses: Sequence[str] | None = None, ran: str | None = None) -> bool:
     """Refresh the parents recorded in ``<sweep dir>/segsweep_cells.json`` (written by the launcher);
-    False when there is no manifest."""
-    path = Path(sweep_dir) / MANIFEST
+    False when there is no manifest. A job's end (``statuses`` None; ``ran``: the run id it returned)
+    may skip it (:func:`can_wait`); the closing record (``statuses`` given) never does."""
+    sweep_dir = Path(sweep_dir)
+    path = sweep_dir / MANIFEST
     if not path.is_file():
         return False
-    data = json.loads(path.read_text())
-    with record_lock(Path(sweep_dir)):
-        refresh_parents(data.get("parents", {}), data.get("cells", []), data.get("sweep", "sweep"), statuses)
+    with record_lock(sweep_dir):
+        data = json.loads(path.read_text())
+        state = load_state(sweep_dir, str(data.get("sweep_id", "")))
+        if ran and ran not in state["ran"]:
+            state["ran"].append(ran)
+        if statuses is None and can_wait(state, time.time()):
+            state["ends"] += 1
+        else:
+            start = time.perf_counter()
+            left = refresh_parents(data.get("parents", {}), data.get("cells", []), data.get("sweep", "sweep"),
+                                   statuses, state)
+            state.update(at=None if left is None else time.time(), cost=time.perf_counter() - start,
+                         open=left or 0, ends=0)
+        save_state(sweep_dir, state)
     return True
 
 
@@ -317,4 +418,14 @@ class RecordJobEnd(_HydraCallback):
             return
         sweep_dir = OmegaConf.select(config, "hydra.sweep.dir", default=None)
         if sweep_dir:
-            refresh_from_manifest(Path(str(sweep_dir)))
+            refresh_from_manifest(Path(str(sweep_dir)), ran=returned_run_id(job_return))
+
+
+def returned_run_id(job_return: Any) -> str | None:
+    """The run id a job returned (segsweep's task returns {"run_id": ...}), None when there is none."""
+    try:
+        value = job_return.return_value if job_return is not None else None
+    except Exception:  # noqa: BLE001 - a job that raised has no return value
+        return None
+    run_id = value.get("run_id") if isinstance(value, Mapping) else None
+    return str(run_id) if run_id else None

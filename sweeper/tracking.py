@@ -28,7 +28,7 @@ from engine.callbacks import Callback, split_metric
 from models.families import DECLARATION_KEYS as BACKBONE_DECLARATION_KEYS
 from sweeper import shutdown
 from sweeper.errors import StoreError
-from sweeper.store_template import seed_sqlite_store
+from sweeper.store_template import index_store, seed_sqlite_store
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -82,6 +82,7 @@ def client_for(uri: str) -> MlflowClient:
     from sweeper.throttle import ThrottledClient  # tracking.limits: metric rate, artifact size per run
 
     login_for(uri)  # a server's login inherited from the process that started this one (issue 26)
+    index_store(uri)  # look-ups by tag value (run key, sweep id) search an index (issue 27)
     return ThrottledClient(tracking_uri=uri)
 
 
@@ -235,10 +236,61 @@ def run_tags(cfg: DictConfig, name: str, config_hash: str, key: str, extra: Mapp
     return tags
 
 
+NEWEST_FIRST = ["attributes.start_time DESC"]
+PAGE = 1000  # runs per page of a paged search
+ID_BATCH = 100  # run ids per ``attributes.run_id IN (...)`` search
+
+
 def find_runs(client: MlflowClient, experiment_id: str, key: str) -> list:
     """Runs of one run key, newest first."""
     return client.search_runs([experiment_id], filter_string=f"tags.`{TAG}run_key` = '{key}'",
-                              order_by=["attributes.start_time DESC"], max_results=50)
+                              order_by=NEWEST_FIRST, max_results=50)
+
+
+def search_all(client: MlflowClient, experiment_ids: list[str], filter_string: str,
+               order_by: list[str] | None = None) -> list:
+    """Every run that matches, read page by page (:data:`PAGE` runs each)."""
+    runs: list = []
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string, order_by=order_by, max_results=PAGE,
+                                  page_token=token)
+        runs += page
+        token = page.token
+        if not token or not page:
+            return runs
+
+
+def run_key_of(run: Any) -> str:
+    """``<experiment id>|<run key>`` of a job's run ('' for a run without a key: a parent)."""
+    key = run.data.tags.get(TAG + "run_key")
+    return f"{run.info.experiment_id}|{key}" if key else ""
+
+
+def newest_by_key(runs: Iterable[Any]) -> dict[str, Any]:
+    """{``<experiment id>|<run key>``: its newest run} of ``runs`` (by start time)."""
+    out: dict[str, Any] = {}
+    for run in runs:
+        key = run_key_of(run)
+        if key and (key not in out or (run.info.start_time or 0) > (out[key].info.start_time or 0)):
+            out[key] = run
+    return out
+
+
+def sweep_runs(client: MlflowClient, experiment_ids: list[str], sweep_id: str) -> dict[str, Any]:
+    """The newest run of each run key among the runs of one sweep (tag ``segsweep.sweep_id``): one
+    paged search for the whole sweep, not one per cell."""
+    return newest_by_key(search_all(client, experiment_ids, f"tags.`{TAG}sweep_id` = '{sweep_id}'", NEWEST_FIRST))
+
+
+def runs_by_id(client: MlflowClient, experiment_ids: list[str], run_ids: Iterable[str]) -> list:
+    """The runs of ``run_ids`` (those in ``experiment_ids``), :data:`ID_BATCH` ids per search."""
+    ids = sorted(set(run_ids))
+    runs: list = []
+    for start in range(0, len(ids), ID_BATCH):
+        chunk = ", ".join(f"'{i}'" for i in ids[start:start + ID_BATCH])
+        runs += search_all(client, experiment_ids, f"attributes.run_id IN ({chunk})")
+    return runs
 
 
 def create_run(client: MlflowClient, experiment_id: str, cfg: DictConfig, tags: Mapping[str, str]) -> str:

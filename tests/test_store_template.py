@@ -36,7 +36,10 @@ def test_a_seeded_store_is_the_store_mlflow_makes(tmp_path: Path, monkeypatch: p
     experiment_id = tracking.ensure_experiment(f"sqlite:///{seeded}", "synthetic")
     assert store_template.template_path().parent == tmp_path / "cache"
     assert store_template.template_path().exists()
-    assert _tables(seeded) == _tables(reference) and _version(seeded) == _version(reference)
+    index = {store_template.TAG_INDEX: {f"CREATE INDEX {store_template.TAG_INDEX} ON tags (key, value)"}}
+    assert _tables(seeded) == {**_tables(reference), **index} and _version(seeded) == _version(reference)
+    tracking.ensure_experiment(f"sqlite:///{reference}", "synthetic")  # a store segsweep did not make: indexed
+    assert _tables(reference)[store_template.TAG_INDEX] == index[store_template.TAG_INDEX]
 
     client = MlflowClient(f"sqlite:///{seeded}")
     default = client.get_experiment("0")  # made on first open, with this store's artifact location
@@ -77,3 +80,41 @@ def test_without_a_usable_cache_mlflow_creates_the_store(tmp_path: Path, monkeyp
     assert not store_template.seed_sqlite_store(db) and not db.exists()
     experiment_id = tracking.ensure_experiment(f"sqlite:///{db}", "synthetic")
     assert MlflowClient(f"sqlite:///{db}").get_experiment(experiment_id).name == "synthetic"
+
+
+def _plan(db: Path, sql: str, args: tuple) -> str:
+    with sqlite3.connect(db) as con:
+        return " ".join(row[-1] for row in con.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+
+
+def test_a_tag_look_up_uses_the_index_and_mlflow_migrations_keep_it(tmp_path: Path):
+    """A store at MLflow's first schema with segsweep's index goes through every migration
+    (``mlflow db upgrade``), keeps the index, and a look-up by tag value searches it, not every row."""
+    import subprocess
+    import sys
+
+    from mlflow.store.db.utils import create_sqlalchemy_engine
+    from mlflow.store.tracking.dbmodels.initial_models import Base as InitialBase
+
+    db = tmp_path / "old.db"
+    engine = create_sqlalchemy_engine(f"sqlite:///{db}")
+    InitialBase.metadata.create_all(engine)  # MLflow's first schema, before any migration
+    engine.dispose()
+    assert store_template.ensure_tag_index(db) and not store_template.ensure_tag_index(db)  # idempotent
+    done = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", f"sqlite:///{db}"], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert store_template.TAG_INDEX in _tables(db) and "tags" in _tables(db)
+    query = "SELECT run_uuid FROM tags WHERE key = ? AND value = ?"
+    assert f"INDEX {store_template.TAG_INDEX} (key=? AND value=?)" in _plan(db, query, ("segsweep.run_key", "k"))
+    with sqlite3.connect(db) as con:
+        con.execute(f"DROP INDEX {store_template.TAG_INDEX}")
+    assert "sqlite_autoindex_tags" in _plan(db, query, ("segsweep.run_key", "k"))  # without it: every key's row
+
+
+def test_a_store_segsweep_only_reads_gets_the_index_when_opened(tmp_path: Path):
+    db = tmp_path / "mlflow-made.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()  # MLflow's own creation: no segsweep index
+    assert store_template.TAG_INDEX not in _tables(db)
+    tracking.client_for(f"sqlite:///{db}")  # what `sweeper status` opens a store with
+    assert store_template.TAG_INDEX in _tables(db)
