@@ -385,6 +385,9 @@ if [ "$NODES" = 2 ]; then
     wait_for "slurmd $NODE2 pid" test -s "$N2/run/slurmd.pid"
     record "slurmd-$NODE2" "$N2/run/slurmd.pid"
   fi
+elif alive "$(pid_from "$N2/run/slurmd.pid" 2>/dev/null)" slurmd; then  # LOCAL_SLURM_NODES=1 given: back to one node
+  kill -TERM "$(pid_from "$N2/run/slurmd.pid")"; rm -f "$STARTED/slurmd-$NODE2.pid"
+  log "stopped slurmd $NODE2 (LOCAL_SLURM_NODES=1); scripts/local-slurm-stop.sh removes its network namespace"
 fi
 
 # ---------------------------------------------------------------- 6. wait for the node
