@@ -31,6 +31,8 @@ from torch.utils.data import Dataset, DistributedSampler
 __all__ = [
     "DistContext",
     "init_distributed",
+    "launched_rank",
+    "broadcast_from_main",
     "wrap_model",
     "unwrap_model",
     "distributed_sampler",
@@ -127,6 +129,13 @@ def _slurm_layout() -> tuple[int, int, int] | None:
     return int(os.environ["SLURM_PROCID"]), tasks, int(os.environ.get("SLURM_LOCALID", "0"))
 
 
+def launched_rank() -> int | None:
+    """This process's rank among the several its launch started (torchrun's ``RANK``, a multi-task SLURM
+    step's ``SLURM_PROCID``); None for a single process. Reads the environment only: no group is joined."""
+    layout = _env_layout() or _slurm_layout()
+    return layout[0] if layout and layout[1] > 1 else None
+
+
 def init_distributed(cfg: Any = None) -> DistContext:
     """Join the run's process group if launched with several processes, else return a 1-process context.
 
@@ -208,6 +217,15 @@ def all_reduce_mean(value: torch.Tensor | float, ctx: DistContext) -> float:
     buf = torch.as_tensor(value, dtype=torch.float64, device=device).detach().clone().reshape(1)
     dist.all_reduce(buf, op=dist.ReduceOp.SUM)
     return float(buf.item()) / ctx.world_size
+
+
+def broadcast_from_main(value: Any, ctx: DistContext) -> Any:
+    """Rank 0's ``value`` on every rank (any picklable object; the others' ``value`` is ignored)."""
+    if not ctx.distributed:
+        return value
+    box = [value if ctx.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def cleanup() -> None:

@@ -24,6 +24,13 @@
 #   LOCAL_SLURM_CGROUP=0              1 = proctrack/cgroup + task/cgroup (not with LOCAL_SLURM_CPUS)
 #   LOCAL_SLURM_DB_PORT=3307          TCP port of the private MariaDB
 #   LOCAL_SLURM_TIMEOUT=60            seconds to wait for each daemon / for the node to be idle
+#   LOCAL_SLURM_NODES=1               2 = also a second node <host>2 (e.g. vm2): its slurmd runs in a network
+#                                     namespace (segsweep-<host>2, veth 10.77.0.1 <-> 10.77.0.2, own UTS
+#                                     hostname, own spool dir through a private mount namespace); it is only in
+#                                     the partition LOCAL_SLURM_MULTI_PARTITION, the default partition keeps
+#                                     the one node <host>. Unset: keep what the running config has.
+#   LOCAL_SLURM_MULTI_PARTITION=multi the 2-node partition (<host>,<host>2)
+#   LOCAL_SLURM_NET=10.77.0           the /24 of the veth pair (.1 this host, .2 the second node)
 # Stop with scripts/local-slurm-stop.sh (kills only the PIDs recorded in $LOCAL_SLURM_DIR/run/started/).
 # Derived from shared/reference/local-slurm (NOTES.md lists the pitfalls each setting avoids).
 set -euo pipefail
@@ -97,6 +104,18 @@ mkdir -p "$ETC" "$BASE/state" "$BASE/spool/slurmd" "$LOG" "$RUN" "$STARTED"
 NODE=$(hostname -s)
 getent hosts "$NODE" >/dev/null || { echo "127.0.0.1 $NODE" >> /etc/hosts; log "added $NODE to /etc/hosts"; }
 
+# the second node (LOCAL_SLURM_NODES=2): unset keeps what the running config has, so a plain re-run of
+# this script does not take the second node away from whoever started it
+NODE2=${NODE}2
+NS=segsweep-$NODE2
+NET=${LOCAL_SLURM_NET:-10.77.0}
+MULTI=${LOCAL_SLURM_MULTI_PARTITION:-multi}
+NODES=${LOCAL_SLURM_NODES:-}
+if [ -z "$NODES" ]; then
+  NODES=1; grep -q "^NodeName=$NODE2 " "$ETC/slurm.conf" 2>/dev/null && NODES=2
+fi
+case "$NODES" in 1|2) ;; *) die "LOCAL_SLURM_NODES=$NODES: give 1 or 2" ;; esac
+
 HW=$(slurmd -C 2>/dev/null | head -1)           # NodeName=vm CPUs=2 Boards=1 ... RealMemory=24105
 [[ $HW == NodeName=* ]] || die "slurmd -C failed: $HW"
 REALMEM=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$HW")
@@ -122,6 +141,18 @@ TaskPlugin=task/cgroup,task/affinity"
 else
   PROC="ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none"
+fi
+
+if [ "$NODES" = 2 ]; then
+  # <host>2 is reached at its veth address; its slurmd finds slurmctld (SlurmctldHost=<host>) through the
+  # namespace's own /etc/hosts (ip netns exec bind-mounts /etc/netns/$NS/hosts), which maps <host> to $NET.1
+  NODES_AND_PARTS="$NODELINE State=UNKNOWN
+$(sed "s/^NodeName=$NODE /NodeName=$NODE2 NodeAddr=$NET.2 NodeHostname=$NODE2 /" <<<"$NODELINE") State=UNKNOWN
+PartitionName=$PART Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+PartitionName=$MULTI Nodes=$NODE,$NODE2 MaxTime=INFINITE State=UP"
+else
+  NODES_AND_PARTS="$NODELINE State=UNKNOWN
+PartitionName=$PART Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
 fi
 
 # Job ids restart at 1 whenever the state dir is empty. submitit treats an existing
@@ -168,8 +199,7 @@ FirstJobId=$FIRST_JOB_ID
 SlurmctldTimeout=30
 SlurmdTimeout=60
 $EXTRA
-$NODELINE State=UNKNOWN
-PartitionName=$PART Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+$NODES_AND_PARTS
 EOF
 )
 CONF_CHANGED=0
@@ -282,21 +312,54 @@ EOF
 fi
 
 # ---------------------------------------------------------------- 5. slurmctld + slurmd
-ctld_pid=$(pid_from "$RUN/slurmctld.pid"); slurmd_pid=$(pid_from "$RUN/slurmd.pid")
-if alive "$ctld_pid" slurmctld; then
-  if [ $CONF_CHANGED = 1 ]; then
-    log "slurm.conf changed; slurmctld/slurmd are running -> scontrol reconfigure"
-    log "(ProctrackType/accounting/node changes need scripts/local-slurm-stop.sh + start)"
-    scontrol reconfigure || true
-  else
-    log "slurmctld already running"
+# netns_up: the second node's network: namespace $NS, veth $NET.1 (here) <-> $NET.2 (there), and the
+# names both sides resolve (<host> is 127.0.0.1 here, so $NET.1 inside the namespace; its slurmd gets
+# /etc/netns/$NS/hosts as /etc/hosts, as `ip netns exec` would do)
+netns_up() {
+  ip netns list | grep -qw "$NS" || { ip netns add "$NS"; log "network namespace $NS added"; }
+  if ! ip link show sgs-$NODE >/dev/null 2>&1; then
+    ip link add "sgs-$NODE" type veth peer name "sgs-$NODE2" netns "$NS"
+    ip addr add "$NET.1/24" dev "sgs-$NODE"
+    ip link set "sgs-$NODE" up
+    ip netns exec "$NS" ip addr add "$NET.2/24" dev "sgs-$NODE2"
+    ip netns exec "$NS" ip link set "sgs-$NODE2" up
+    ip netns exec "$NS" ip link set lo up
+    log "veth sgs-$NODE ($NET.1) <-> sgs-$NODE2 ($NET.2, in $NS)"
   fi
-else
+  mkdir -p "/etc/netns/$NS"
+  printf '127.0.0.1 localhost\n%s %s\n%s %s\n' "$NET.1" "$NODE" "$NET.2" "$NODE2" > "/etc/netns/$NS/hosts"
+  grep -qE "^$NET\.2[[:space:]]+$NODE2\$" /etc/hosts || { echo "$NET.2 $NODE2" >> /etc/hosts; log "added $NODE2 to /etc/hosts"; }
+}
+[ "$NODES" = 2 ] && netns_up
+
+ctld_pid=$(pid_from "$RUN/slurmctld.pid"); slurmd_pid=$(pid_from "$RUN/slurmd.pid")
+start_ctld() {
   rm -f "$RUN/slurmctld.pid"
   slurmctld || die "slurmctld failed to start, see $LOG/slurmctld.log"
   wait_for slurmctld scontrol ping
   wait_for slurmctld.pid test -s "$RUN/slurmctld.pid"
   record slurmctld "$RUN/slurmctld.pid"
+}
+if alive "$ctld_pid" slurmctld; then
+  if [ $CONF_CHANGED = 1 ]; then
+    log "slurm.conf changed; slurmctld/slurmd are running -> scontrol reconfigure"
+    log "(ProctrackType/accounting changes need scripts/local-slurm-stop.sh + start)"
+    known=$(sinfo -h -N -o '%N' 2>/dev/null | sort -u | tr '\n' ' ' || true)
+    want=$(sed -n 's/^NodeName=\([^ ]*\).*/\1/p' "$ETC/slurm.conf" | sort -u | tr '\n' ' ')
+    if [ "$known" != "$want" ]; then
+      # Slurm 22.05 adds/removes nodes only at a start: on reconfigure slurmctld exits with
+      # "fatal: MaxNodeCount has changed (1->2) during reconfig, slurmctld must be restarted"
+      log "nodes changed ($known-> $want): restarting slurmctld (running jobs go on; its state is saved)"
+      kill -TERM "$ctld_pid"; for _ in $(seq 1 100); do alive "$ctld_pid" slurmctld || break; sleep 0.1; done
+      start_ctld
+    else
+      scontrol reconfigure || true
+    fi
+  else
+    log "slurmctld already running"
+  fi
+else
+  start_ctld
 fi
 if alive "$slurmd_pid" slurmd; then
   log "slurmd already running"
@@ -305,6 +368,26 @@ else
   slurmd || die "slurmd failed to start, see $LOG/slurmd.log"
   wait_for slurmd.pid test -s "$RUN/slurmd.pid"
   record slurmd "$RUN/slurmd.pid"
+fi
+# the second node's slurmd: in $NS with hostname <host>2, and, through a private mount namespace, its own
+# spool dir and pid file at the paths slurm.conf names (Debian's slurmd runs one node per spool dir)
+N2=$BASE/$NODE2
+if [ "$NODES" = 2 ]; then
+  mkdir -p "$N2/spool" "$N2/run"
+  if alive "$(pid_from "$N2/run/slurmd.pid")" slurmd; then
+    log "slurmd $NODE2 already running"
+  else
+    rm -f "$N2/run/slurmd.pid"
+    # nsenter --net, not `ip netns exec`: that remounts /sys without the cgroup tree slurmd needs
+    unshare --uts --mount --propagation private nsenter --net="/run/netns/$NS" /bin/sh -c \
+      "hostname $NODE2 && mount --bind /etc/netns/$NS/hosts /etc/hosts && mount --bind $N2/spool $BASE/spool/slurmd && mount --bind $N2/run $RUN && exec slurmd -N $NODE2 -L $LOG/slurmd-$NODE2.log" \
+      || die "slurmd $NODE2 failed to start, see $LOG/slurmd-$NODE2.log"
+    wait_for "slurmd $NODE2 pid" test -s "$N2/run/slurmd.pid"
+    record "slurmd-$NODE2" "$N2/run/slurmd.pid"
+  fi
+elif alive "$(pid_from "$N2/run/slurmd.pid" 2>/dev/null)" slurmd; then  # LOCAL_SLURM_NODES=1 given: back to one node
+  kill -TERM "$(pid_from "$N2/run/slurmd.pid")"; rm -f "$STARTED/slurmd-$NODE2.pid"
+  log "stopped slurmd $NODE2 (LOCAL_SLURM_NODES=1); scripts/local-slurm-stop.sh removes its network namespace"
 fi
 
 # ---------------------------------------------------------------- 6. wait for the node
@@ -319,4 +402,17 @@ while :; do
   sleep 0.2
 done
 log "cluster up: node $NODE is $st, partition $PART ($(sinfo -h -o '%c' -n "$NODE") CPUs)"
+if [ "$NODES" = 2 ]; then
+  end=$(( $(date +%s) + TIMEOUT ))
+  while :; do
+    st=$(sinfo -h -n "$NODE2" -p "$MULTI" -o '%t' 2>/dev/null | head -1 || true)
+    case "$st" in
+      idle|mix|alloc) break ;;
+      drain*|drng*|down*|fail*) scontrol update nodename="$NODE2" state=resume >/dev/null 2>&1 || true ;;
+    esac
+    [ "$(date +%s)" -lt "$end" ] || die "node $NODE2 not idle after ${TIMEOUT}s (state '$st'); see $LOG/slurmd-$NODE2.log"
+    sleep 0.2
+  done
+  log "second node up: $NODE2 is $st ($NET.2, network namespace $NS), partition $MULTI = $NODE,$NODE2"
+fi
 echo "$PART"

@@ -25,20 +25,30 @@ if [ -f "$STARTED/slurmctld.pid" ] && scontrol ping >/dev/null 2>&1; then
   fi
 fi
 
-# 2. SIGTERM in reverse start order, wait, SIGKILL if needed
-for name in slurmd slurmctld slurmdbd mariadbd munged; do
-  f=$STARTED/$name.pid
+# 2. SIGTERM in reverse start order, wait, SIGKILL if needed (slurmd-<node>: the second node's slurmd)
+for f in "$STARTED"/slurmd-*.pid "$STARTED"/slurmd.pid "$STARTED"/slurmctld.pid "$STARTED"/slurmdbd.pid \
+         "$STARTED"/mariadbd.pid "$STARTED"/munged.pid; do
   [ -f "$f" ] || continue
+  name=$(basename "$f" .pid); comm=${name%%-*}
   pid=$(tr -dc '0-9' < "$f")
-  if alive "$pid" "$name"; then
+  if alive "$pid" "$comm"; then
     kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 100); do alive "$pid" "$name" || break; sleep 0.1; done
-    if alive "$pid" "$name"; then log "$name ($pid) ignored SIGTERM for 10s -> SIGKILL"; kill -KILL "$pid" 2>/dev/null; fi
+    for _ in $(seq 1 100); do alive "$pid" "$comm" || break; sleep 0.1; done
+    if alive "$pid" "$comm"; then log "$name ($pid) ignored SIGTERM for 10s -> SIGKILL"; kill -KILL "$pid" 2>/dev/null; fi
     log "stopped $name ($pid)"
   else
     log "$name ($pid) was not running"
   fi
   rm -f "$f"
+done
+
+# the second node's network namespace (LOCAL_SLURM_NODES=2): deleting it deletes its veth pair
+for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^segsweep-/ {print $1}'); do
+  if [ -z "$(ip netns pids "$ns" 2>/dev/null)" ]; then
+    ip netns del "$ns" && rm -rf "/etc/netns/$ns" && log "deleted network namespace $ns"
+  else
+    log "warning: network namespace $ns still has processes ($(ip netns pids "$ns" | tr '\n' ' ')), kept"
+  fi
 done
 
 # slurmstepd processes of jobs that survived (only children spawned by our slurmd; matched by PPID chain

@@ -169,6 +169,22 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     return launch_.launch(launcher, Slurm(launcher), job_overrides, initial_job_idx)
 
 
+def is_follower() -> bool:
+    """True in a task other than rank 0 of a multi-task SLURM job (one run over several tasks/nodes)."""
+    from engine.distributed import launched_rank
+
+    return launched_rank() not in (None, 0)
+
+
+def follower_context(context: Any) -> Any:
+    """The Hydra context for a rank > 0: no job callbacks (they refresh the sweep's parent run and the
+    results pages: rank 0's business)."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra.types import HydraContext
+
+    return HydraContext(config_loader=context.config_loader, callbacks=Callbacks())
+
+
 def tag_job(ret: JobReturn) -> JobReturn:
     """Inside the SLURM job, after the cell: tag its run with the job id, requeues and logs."""
     try:

@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 from engine import guards
 from engine.callbacks import Callback, StopTraining
 from engine.checkpoint import CHECKPOINT_NAME
+from engine.distributed import DistContext, broadcast_from_main, init_distributed, launched_rank
 from engine.train import train, validate_config
 from sweeper import (
     PARENTS_ENV,
@@ -287,6 +288,21 @@ def execute(client: Any, job: Job, run_id: str) -> dict:
                    params_M=metrics.get("params_M"))
 
 
+def follow(job: Job, ctx: DistContext) -> dict:
+    """Rank > 0 of a multi-process run: train with rank 0's decision into rank 0's run. It claims nothing
+    and writes no MLflow (nor checkpoints: engine.train saves on rank 0 only); it resumes from the run
+    dir's checkpoint as rank 0 does, read after rank 0 has prepared the run dir."""
+    where = f"rank {ctx.rank} of {ctx.world_size} on {os.uname().nodename}"
+    run_id = broadcast_from_main(None, ctx)
+    if run_id is None:
+        print(f"[segsweep] {where}: rank 0 trains nothing for {job.label}", flush=True)
+        return _result("SKIPPED", job.name, None, reason="rank 0", seed=job.cfg.seed, rank=ctx.rank)
+    print(f"[segsweep] {where} trains {job.label} with rank 0 into run {run_id}", flush=True)
+    metrics = train(job.cfg, (), job.workdir)
+    return _result("FINISHED", job.name, run_id, metrics.get(tracking.objective_metric(job.cfg)),
+                   seed=job.cfg.seed, rank=ctx.rank, node=os.uname().nodename)
+
+
 def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     """Run one cell of a sweep; returns {"status", "name", "run_id", "value", "seed", ...}.
 
@@ -295,8 +311,35 @@ def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     left alone (SKIPPED, ``reason: running``); a FAILED/KILLED run, or a RUNNING one whose process is
     gone, is resumed into the same MLflow run when its checkpoint exists, else replaced by a new run.
     Bad input raises before any run exists; a failed training raises :class:`~sweeper.errors.JobFailed`.
+
+    One of several processes of a run (a multi-task SLURM step, torchrun) joins the run's process group
+    first; rank 0 alone claims, decides and tracks, and tells the others the run id (None: they stop),
+    which :func:`follow` trains with.
     """
     job = prepare(cfg, overrides or [])
+    if launched_rank() is None:
+        return lead(job, lambda run_id: None)
+    ctx = init_distributed(job.cfg)
+    if not ctx.is_main:
+        return follow(job, ctx)
+    print(f"[segsweep] rank 0 of {ctx.world_size} on {os.uname().nodename} ({ctx.backend}) decides for "
+          f"{job.label}", flush=True)
+    told: list[str] = []
+
+    def tell(run_id: str) -> None:
+        told.append(run_id)
+        broadcast_from_main(run_id, ctx)
+
+    try:
+        return lead(job, tell)
+    finally:
+        if not told:  # skipped, left alone, or failed before training: the other ranks stop as well
+            with contextlib.suppress(Exception):
+                broadcast_from_main(None, ctx)
+
+
+def lead(job: Job, tell: Callable[[str], None]) -> dict:
+    """:func:`run_job` for one process (or rank 0): claim, decide, open the run, ``tell(run_id)``, train."""
     experiment_id = tracking.ensure_experiment(job.uri, str(job.cfg.tracking.experiment))
     client = tracking.client_for(job.uri)
     with claim(job.workdir) as holder:
@@ -309,7 +352,9 @@ def run_job(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         if outcome is Outcome.LEAVE_ALONE:
             return _result("SKIPPED", job.name, previous.info.run_id if previous is not None else None,
                            reason="running", seed=job.cfg.seed, claimed_by=holder)
-        return execute(client, job, open_run(client, experiment_id, job, outcome, previous))
+        run_id = open_run(client, experiment_id, job, outcome, previous)
+        tell(run_id)
+        return execute(client, job, run_id)
 
 
 def main(cfg: DictConfig) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +22,7 @@ from engine.distributed import (
     distributed_sampler,
     init_distributed,
     launch_local,
+    launched_rank,
     resolve_device,
     to_channels_last,
     unwrap_model,
@@ -194,6 +197,62 @@ def test_slurm_task_layout(monkeypatch):
     import os
 
     assert os.environ["MASTER_ADDR"] == "node7" and 20000 <= int(os.environ["MASTER_PORT"]) < 40000
+
+
+def test_launched_rank_reads_torchrun_and_slurm_steps(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "SLURM_NTASKS", "SLURM_PROCID", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    assert launched_rank() is None  # a plain process
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    assert launched_rank() is None  # a one-task SLURM job is one process
+    for key, value in {"SLURM_NTASKS": "2", "SLURM_PROCID": "1", "SLURM_JOB_ID": "7",
+                       "SLURM_JOB_NODELIST": "vm,vm2"}.items():
+        monkeypatch.setenv(key, value)
+    assert launched_rank() == 1 and os.environ["MASTER_ADDR"] == "vm"  # the first node of the job
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    assert launched_rank() == 3  # torchrun's variables win
+
+
+def _job_worker(cfg_yaml: str, out_dir: str) -> None:
+    """One rank of a run launched as several processes: sweeper.task.run_job, as a SLURM task runs it."""
+    from sweeper.task import run_job
+
+    result = run_job(OmegaConf.create(cfg_yaml))
+    Path(out_dir, f"job-{os.environ['RANK']}.json").write_text(json.dumps(result))
+
+
+@pytest.mark.slow
+def test_run_job_in_two_processes_tracks_one_run_from_rank_0(tmp_path: Path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from sweeper import naming
+    from tests.conftest import FAST
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    cfg = naming.compose_config([*FAST, "train.epochs=1", "device=cpu", f"output_root={tmp_path / 'out'}"])
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+
+    def launch(name: str) -> list[dict]:
+        (tmp_path / name).mkdir()
+        launch_local(_job_worker, WORLD, (text, str(tmp_path / name)))
+        return [json.loads((tmp_path / name / f"job-{r}.json").read_text()) for r in range(WORLD)]
+
+    lead, other = launch("first")
+    assert lead["status"] == "FINISHED" and other["status"] == "FINISHED"
+    assert other["run_id"] == lead["run_id"] and other["rank"] == 1
+    assert other["value"] == lead["value"]  # one model, one evaluation (reduced over the ranks)
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
+    assert run.info.run_id == lead["run_id"] and run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_mIoU")] == [1]
+
+    lead, other = launch("again")  # FINISHED: rank 0 skips it and tells the other rank, which stops too
+    assert lead["status"] == "SKIPPED" and lead["run_id"] == run.info.run_id
+    assert other["status"] == "SKIPPED" and other["reason"] == "rank 0"
+    assert len(client.search_runs([run.info.experiment_id])) == 1
 
 
 def test_engine_does_not_import_submitit_at_module_level():

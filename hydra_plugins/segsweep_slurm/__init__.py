@@ -46,9 +46,15 @@ class SegsweepSlurmLauncher(SlurmLauncher):
         super().__init__(**params)
 
     def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
-        """Inside the SLURM job: run the cell, then tag its run with the job id, requeues and logs."""
-        from sweeper.launch_slurm import tag_job
+        """Inside the SLURM job: run the cell, then tag its run with the job id, requeues and logs.
 
+        In a job of several tasks (``nodes`` x ``tasks_per_node`` > 1: one DDP run) every task runs the
+        cell; only rank 0 tags the run and runs the job callbacks (which write MLflow)."""
+        from sweeper.launch_slurm import follower_context, is_follower, tag_job
+
+        if is_follower():
+            self.hydra_context = follower_context(self.hydra_context)
+            return super().__call__(*args, **kwargs)
         return tag_job(super().__call__(*args, **kwargs))
 
     def launch(self, job_overrides: Any, initial_job_idx: int) -> Any:
