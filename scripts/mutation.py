@@ -49,7 +49,7 @@ class Target:
 
 
 NAMING_TESTS = ("tests/test_naming.py", "tests/test_naming_golden.py", "tests/test_naming_properties.py",
-                "tests/test_naming_tokens.py")
+                "tests/test_naming_tokens.py", "tests/test_naming_gaps.py")
 #: the pure decision modules (issue 24 item 6) and the tests that cover each
 TARGETS = {t.path: t for t in (
     Target("sweeper/naming/codec.py", NAMING_TESTS),
@@ -58,7 +58,7 @@ TARGETS = {t.path: t for t in (
     Target("sweeper/task.py", ("tests/test_task_decision.py",), functions=("decide",)),
     Target("sweeper/tracking.py", ("tests/test_tracking.py",), functions=(
         "resolve_uri", "tracking_uri", "flatten", "short_keys", "_is_bookkeeping", "run_params", "run_name",
-        "objective_metric", "result_value", "run_tags", "find_runs", "is_alive", "_pid_alive", "first_line",
+        "objective_metric", "result_value", "run_tags", "is_alive", "_pid_alive", "first_line",
         "error_line", "ui_url")),
     Target("data/check.py", ("tests/test_data_check*.py",)),
     Target("results/tables.py", ("tests/test_results.py", "tests/test_results_views.py")),
