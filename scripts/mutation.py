@@ -31,11 +31,13 @@ SELECTION = Path("mutants") / "segsweep-selection.txt"  # what a --resume may co
 
 @dataclass(frozen=True)
 class Target:
-    """A module to mutate, the functions of it that count (None: all) and the tests that cover it."""
+    """A module to mutate, the functions of it that count (None: all), the fast tests that cover it and
+    those that ``--slow`` adds (each surviving mutant runs every covering test: minutes per module)."""
 
     path: str
     tests: tuple[str, ...]
     functions: tuple[str, ...] | None = None
+    slow_tests: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -48,13 +50,16 @@ class Target:
         return [f"{self.module}.x_{name}__mutmut_*" for name in self.functions]
 
 
-NAMING_TESTS = ("tests/test_naming.py", "tests/test_naming_golden.py", "tests/test_naming_properties.py",
-                "tests/test_naming_tokens.py", "tests/test_naming_gaps.py")
+#: the naming modules' unit-level tests (seconds; the golden file decodes every notes name); the notes round
+#: trips through Hydra and the property tests (a minute per surviving mutant) run with --slow
+NAMING_FAST = ("tests/test_naming_values.py", "tests/test_naming_tokens.py", "tests/test_naming_gaps.py",
+               "tests/test_naming_golden.py", "tests/test_naming_edges.py")
+NAMING_SLOW = ("tests/test_naming.py", "tests/test_naming_properties.py")
 #: the pure decision modules (issue 24 item 6) and the tests that cover each
 TARGETS = {t.path: t for t in (
-    Target("sweeper/naming/codec.py", NAMING_TESTS),
-    Target("sweeper/naming/tokens.py", NAMING_TESTS),
-    Target("sweeper/naming/values.py", NAMING_TESTS),
+    Target("sweeper/naming/codec.py", NAMING_FAST, slow_tests=NAMING_SLOW),
+    Target("sweeper/naming/tokens.py", NAMING_FAST, slow_tests=NAMING_SLOW),
+    Target("sweeper/naming/values.py", NAMING_FAST, slow_tests=NAMING_SLOW),
     Target("sweeper/task.py", ("tests/test_task_decision.py",), functions=("decide",)),
     Target("sweeper/tracking.py", ("tests/test_tracking.py",), functions=(
         "resolve_uri", "tracking_uri", "flatten", "short_keys", "_is_bookkeeping", "run_params", "run_name",
@@ -86,8 +91,9 @@ def choose(names: list[str]) -> list[Target]:
     return [t for t in TARGETS.values() if t in chosen]
 
 
-def test_files(targets: list[Target]) -> list[str]:
-    files = dict.fromkeys(f for t in targets for pattern in t.tests for f in sorted(glob(pattern)))
+def test_files(targets: list[Target], slow: bool) -> list[str]:
+    patterns = [p for t in targets for p in (*t.tests, *(t.slow_tests if slow else ()))]
+    files = dict.fromkeys(f for pattern in patterns for f in sorted(glob(pattern)))
     if not files:
         fail("no test file of these targets exists")
     return list(files)
@@ -104,7 +110,7 @@ def configure(targets: list[Target], slow: bool) -> None:
         del args[at:at + 2]
     configuration._config = dataclasses.replace(
         cfg, only_mutate=[t.path for t in targets], pytest_add_cli_args=args,
-        pytest_add_cli_args_test_selection=test_files(targets))
+        pytest_add_cli_args_test_selection=test_files(targets, slow))
 
 
 def run(targets: list[Target], max_children: int) -> None:
@@ -179,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("targets", nargs="*", help="files of TARGETS or their stems (default: all)")
     parser.add_argument("--max-children", type=int, default=int(os.environ.get("MUTATION_CHILDREN", "1")),
                         help="mutants tested at once (default 1, or $MUTATION_CHILDREN)")
-    parser.add_argument("--slow", action="store_true", help="run the slow tier too (default: -m 'not slow')")
+    parser.add_argument("--slow", action="store_true", help="run the slow tier and each target's slow test files too")
     parser.add_argument("--fail-under", type=float, help="exit 1 when the overall score is below this %%")
     parser.add_argument("--resume", action="store_true", help="continue the last run's mutants/ (same targets)")
     parser.add_argument("--show", metavar="MUTANT", help="print one mutant's diff (after a run)")
