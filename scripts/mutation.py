@@ -55,6 +55,11 @@ class Target:
 NAMING_FAST = ("tests/test_naming_values.py", "tests/test_naming_tokens.py", "tests/test_naming_gaps.py",
                "tests/test_naming_golden.py", "tests/test_naming_edges.py")
 NAMING_SLOW = ("tests/test_naming.py", "tests/test_naming_properties.py")
+#: tests/test_search.py's tests of the grammar (the rest run searches: seconds to minutes each)
+SEARCH_UNIT = tuple(f"tests/test_search.py::{name}" for name in (
+    "test_grammar_to_distributions", "test_bad_search_entries_name_the_problem", "test_grid_refuses_continuous_params",
+    "test_format_value_round_trips", "test_create_optuna_distribution_from_override",
+    "test_create_params_from_overrides"))
 #: the pure decision modules (issue 24 item 6) and the tests that cover each
 TARGETS = {t.path: t for t in (
     Target("sweeper/naming/codec.py", NAMING_FAST, slow_tests=NAMING_SLOW),
@@ -66,8 +71,9 @@ TARGETS = {t.path: t for t in (
         "objective_metric", "result_value", "run_tags", "is_alive", "_pid_alive", "first_line",
         "error_line", "ui_url")),
     Target("data/check.py", ("tests/test_data_check*.py",)),
-    Target("results/tables.py", ("tests/test_results.py", "tests/test_results_views.py")),
-    Target("sweeper/search_space.py", ("tests/test_search.py",)),
+    Target("results/tables.py", ("tests/test_results_tables.py",),
+           slow_tests=("tests/test_results.py", "tests/test_results_views.py")),
+    Target("sweeper/search_space.py", ("tests/test_search_space.py", *SEARCH_UNIT), slow_tests=("tests/test_search.py",)),
 )}
 KILLED = ("killed", "timeout", "caught by type check")
 
@@ -93,7 +99,8 @@ def choose(names: list[str]) -> list[Target]:
 
 def test_files(targets: list[Target], slow: bool) -> list[str]:
     patterns = [p for t in targets for p in (*t.tests, *(t.slow_tests if slow else ()))]
-    files = dict.fromkeys(f for pattern in patterns for f in sorted(glob(pattern)))
+    files = dict.fromkeys(f for pattern in patterns  # a test id (file::test) is passed as it is
+                          for f in ([pattern] if "::" in pattern else sorted(glob(pattern))))
     if not files:
         fail("no test file of these targets exists")
     return list(files)
