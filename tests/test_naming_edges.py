@@ -86,3 +86,98 @@ def test_explain_prints_each_token_its_slot_and_settings_then_the_overrides():
     ]
     assert lines[-2] == "=> " + " ".join(naming.parse(name))
     assert lines[-1] == f"canonical: {naming.canonical(name)}  hash: {naming.hash_of(name)}"
+
+
+def test_a_name_without_dataset_or_model_tokens_gets_the_defaults_and_each_group_is_chosen_once():
+    assert naming.parse("scratch.imagesize64.scale16")[:4] == [
+        "dataset=synthetic", "backbone=resnet101", "model=deeplabv2", "train=resnet_scratch"]
+    got = naming.parse("camvid.imagesize321.deeplabv3.noscratch.multiscale.scale16")
+    assert got[:5] == ["dataset=camvid", "backbone=resnet101", "model=deeplabv3", "train=resnet_scratch",
+                       "eval=multiscale"]
+    assert [o.split("=")[0] for o in got].count("model") == 1 and [o.split("=")[0] for o in got].count("eval") == 1
+    assert not any(o.startswith("train=") for o in got[4:])
+
+
+def test_an_explicit_growth_wins_over_the_k_token():
+    assert naming.semantic(f"{BASE}.k48.backbone-growth-24.scale16")["backbone"]["growth"] == 24
+    assert naming.semantic(f"{BASE}.k48.scale16")["backbone"]["growth"] == 48
+
+
+def test_an_init_that_is_neither_scratch_nor_imagenet_is_refused_with_the_name():
+    name = "camvid.imagesize321.init-foo.scale16"
+    with pytest.raises(naming.BadNameError) as error:
+        naming.parse(name)
+    assert str(error.value) == f"init='foo' in name {name!r}: init is scratch or imagenet"
+
+
+def test_annotations_are_part_of_the_overrides_of_a_name():
+    assert naming.parse(f"{NAME}.2ndtime.fortune")[-1] == "annotations=[2ndtime,fortune]"
+
+
+def test_the_extra_overrides_of_a_list_count_in_its_semantic_config():
+    assert naming.semantic(["scale=4"], ["scale=8"])["scale"] == 8
+
+
+def test_the_old_camvid_aerial_phrase_is_read_anywhere_in_a_name():
+    for name in ("camvid.aerial.scratch.imagesize321.scale16", "scratch.imagesize321.scale16.camvid.aerial"):
+        assert "dataset=aerial" in naming.parse(name)
+
+
+@pytest.mark.parametrize(("name", "error", "message"), [
+    ("", naming.UnknownTokenError, "empty name: expected dotted tokens such as "
+                                   "'camvid.scratch.imagesize321.dense30k48.scale16'"),
+    ("  ", naming.UnknownTokenError, "empty name: expected dotted tokens"),
+    ("camvid/x", naming.BadNameError, "name 'camvid/x' holds a '/': names become directories"),
+    (f"{BASE}.stem.stem", naming.ConflictingTokensError, f"token 'stem' appears 2 times in name '{BASE}.stem.stem'"),
+    (f"{BASE}.scale16.scale8", naming.ConflictingTokensError,
+     f"tokens 'scale16' and 'scale8' of name '{BASE}.scale16.scale8' both set scale: keep one of them"),
+])
+def test_a_bad_name_is_one_line_that_names_it(name: str, error: type, message: str):
+    with pytest.raises(error) as raised:
+        naming.parse(name)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+def _run(**changes) -> dict:
+    """The semantic config of NAME with ``changes`` (``"group.key"``: value; None deletes)."""
+    import copy
+
+    run = copy.deepcopy(naming.semantic(NAME))
+    for key, value in changes.items():
+        *path, leaf = key.split(".")
+        node = run
+        for part in path:
+            node = node[part]
+        if value is None:
+            del node[leaf]
+        else:
+            node[leaf] = value
+    return run
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"train.epochs": None}, "the config lacks train.epochs: a config with deleted keys has no name"),
+    ({"train.epochs": None, "train.milestones": None},
+     "the config lacks train.epochs, train.milestones: a config with deleted keys has no name"),
+    ({"train.newkey": 1}, "train.newkey: not a key of conf/, so no name can hold it"),
+    ({"train.newkey": 1, "train.other": 2}, "train.newkey, train.other: not a key of conf/, so no name can hold it"),
+    ({"init": "pretrained"}, "init='pretrained': init is scratch or imagenet"),
+])
+def test_a_config_no_name_can_hold_is_refused_saying_why(changes: dict, message: str):
+    with pytest.raises(naming.BadNameError) as error:
+        naming.compose_semantic(_run(**changes))
+    assert str(error.value) == message
+
+
+def test_a_value_no_token_spells_is_written_as_an_escape_token():
+    assert naming.compose_semantic(_run(**{"backbone.compression": 1e-4})) == f"{NAME}.backbone-compression-1e-4"
+
+
+@pytest.mark.parametrize(("annotation", "message"), [
+    ("foo", "annotation 'foo' is not an annotation token: use one of 2ndtime, fixDim, bugfix, nodropout, "),
+    ("a-b", "annotation 'a-b' cannot be written in a name"),
+])
+def test_an_annotation_that_is_no_annotation_token_is_refused(annotation: str, message: str):
+    with pytest.raises(naming.BadNameError) as error:
+        naming.compose_semantic(naming.semantic(NAME), [annotation])
+    assert str(error.value).startswith(message)
