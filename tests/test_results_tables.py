@@ -41,6 +41,8 @@ def frame(*rows: dict) -> pd.DataFrame:
 
 def rows_of(text: str) -> list[dict[str, str]]:
     lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    if not lines:
+        return []  # "_No runs yet ..."
     header = split_row(lines[0])
     return [dict(zip(header, split_row(ln), strict=True)) for ln in lines[1:]
             if not SEPARATOR.match(ln) and ln != lines[0]]
@@ -76,10 +78,11 @@ def test_fmt_rounds_only_what_is_shown_and_never_shows_minus_zero(value, written
     ("short", 10, "short"), ("exactly10!", 10, "exactly10!"),
     ("one two three four", 12, "one two\u2026"), ("one two, three", 10, "one two\u2026"),
     ("one two; three", 10, "one two\u2026"), ("averyverylongword and more", 8, "averyverylongword\u2026"),
-    ("ab cd", 4, "ab\u2026"),
+    ("ab cd", 4, "ab\u2026"), ("one two three", 8, "one\u2026"), ("one two three", 9, "one two\u2026"),
 ])
 def test_clip_cuts_at_a_word_boundary_with_an_ellipsis(text: str, width: int, clipped: str):
     assert clip(text, width) == clipped
+    assert len(clipped) <= width or " " not in clipped
 
 
 def test_the_default_columns_are_params_the_reported_splits_and_the_seeds_of_segsweep_runs():
@@ -89,6 +92,8 @@ def test_the_default_columns_are_params_the_reported_splits_and_the_seeds_of_seg
     notes = frame(note("n1", "(val:62.5) 49", order=1, metric="test"), note("n2", None, order=2))
     assert tables.default_columns(notes) == ("params", "val", "test")  # a notes row: its table's split
     assert tables.default_columns(frame(note("n1", "(val:62.5) 49", order=1, metric="test"))) == ("params", "test")
+    unsaid = frame({**note("n1", "49", order=1), "notes_metric": None})  # a notes row without its split: val
+    assert tables.default_columns(unsaid) == ("params", "val")
 
 
 def test_a_table_selects_by_dataset_sweep_and_a_glob_of_the_shown_or_canonical_name():
@@ -98,6 +103,9 @@ def test_a_table_selects_by_dataset_sweep_and_a_glob_of_the_shown_or_canonical_n
     assert [r["Arch"] for r in table(df, sweep="s2")] == ["camvid.b"]
     assert [r["Arch"] for r in table(df, name="camvid.*")] == ["old.c", "camvid.a", "camvid.b"]  # c: its name
     assert [r["Arch"] for r in table(df, name="old.?")] == ["old.c"]
+    assert [r["Arch"] for r in table(df, dataset="camvid", sweep="s1")] == ["camvid.a"]  # the filters combine
+    assert [r["Arch"] for r in table(df, dataset="camvid", name="*.b")] == []
+    assert [r["Arch"] for r in table(df, sweep="s1", name="*.b")] == []
     assert render_table(df, TableSpec("t", name="CAMVID.*")) == "_No runs yet for `t`._"  # case-sensitive
     assert render_table(df, TableSpec("t", dataset="cs")) == "_No runs yet for `t`._"
 
@@ -130,7 +138,9 @@ def test_a_failed_run_tells_the_first_line_of_its_error_once_clipped_and_escaped
     first = clip(error.splitlines()[0], 90)
     assert [(r["Val mIoU"], r["Test mIoU"], r["Status"]) for r in with_status] == [
         (first, "", "FAILED"), ("(no error recorded)", "", "FAILED")]
-    assert len(first) <= 91 and first.endswith("\u2026")
+    assert len(first) <= 90 and first.endswith("\u2026")
+    edge = frame(run("e", None, status="FAILED", error="a" * 85 + " bbb cc"))  # "bbb" ends at 90
+    assert table(edge, ("val", "status"))[0]["Val mIoU"] == "a" * 85 + "\u2026"
     without = table(df, ("test", "val"))
     assert [(r["Test mIoU"], r["Val mIoU"]) for r in without] == [
         ("FAILED: " + first, ""), ("FAILED", "")]
