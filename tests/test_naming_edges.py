@@ -181,3 +181,8 @@ def test_an_annotation_that_is_no_annotation_token_is_refused(annotation: str, m
     with pytest.raises(naming.BadNameError) as error:
         naming.compose_semantic(naming.semantic(NAME), [annotation])
     assert str(error.value).startswith(message)
+
+
+@pytest.mark.parametrize("token", ["test360x480", "360x480test"])
+def test_both_spellings_of_the_eval_tile_read_height_then_width(token: str):
+    assert naming.semantic(f"{NAME}.{token}")["eval"]["tile"] == [360, 480]
