@@ -186,3 +186,27 @@ def test_an_annotation_that_is_no_annotation_token_is_refused(annotation: str, m
 @pytest.mark.parametrize("token", ["test360x480", "360x480test"])
 def test_both_spellings_of_the_eval_tile_read_height_then_width(token: str):
     assert naming.semantic(f"{NAME}.{token}")["eval"]["tile"] == [360, 480]
+
+
+@pytest.mark.parametrize(("changes", "name"), [
+    ({"backbone.compression": 0.25}, "camvid.scratch.imagesize321.compression0p25.dense30k48.scale16"),
+    ({"eval.tile": [360, 480]}, f"{NAME}.test360x480"),
+    ({"backbone.blocks": [2, 2, 2, 2]}, f"{NAME}.backbone-blocks-2+2+2+2"),  # no layout: dense30 + escape
+])
+def test_a_table_token_is_written_for_a_run_whose_value_it_spells(changes: dict, name: str):
+    assert naming.compose_semantic(_run(**changes)) == name
+
+
+def test_an_imagenet_run_on_its_own_recipe_with_another_lr_stays_imagenet():
+    assert naming.canonical("camvid.imagenet.imagesize321.resnet101.lr5.scale16") == (
+        "camvid.imagenet.imagesize321.resnet101.scale16.lr5e-3")
+
+
+@pytest.mark.parametrize(("token", "message"), [
+    ("dense30k200", "DenseNet growth 200 of 'dense30k200' is outside 1..128 (GROWTHS in sweeper/naming/configs.py)"),
+    ("dense99k12", "unknown DenseNet depth in 'dense99k12': known L values are [30, 31, 42, 121]"),
+])
+def test_a_densenet_token_outside_the_declared_ones_is_refused_saying_which(token: str, message: str):
+    with pytest.raises(naming.UnknownTokenError) as error:
+        naming.parse(f"{BASE}.{token}.scale16")
+    assert f": {message}" in str(error.value)
