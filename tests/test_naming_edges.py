@@ -192,6 +192,7 @@ def test_both_spellings_of_the_eval_tile_read_height_then_width(token: str):
     ({"backbone.compression": 0.25}, "camvid.scratch.imagesize321.compression0p25.dense30k48.scale16"),
     ({"eval.tile": [360, 480]}, f"{NAME}.test360x480"),
     ({"backbone.blocks": [2, 2, 2, 2]}, f"{NAME}.backbone-blocks-2+2+2+2"),  # no layout: dense30 + escape
+    ({"backbone.growth": 200}, f"{BASE}.dense30k36.scale16.backbone-growth-200"),  # no option: k36 + escape
 ])
 def test_a_table_token_is_written_for_a_run_whose_value_it_spells(changes: dict, name: str):
     assert naming.compose_semantic(_run(**changes)) == name
@@ -210,3 +211,9 @@ def test_a_densenet_token_outside_the_declared_ones_is_refused_saying_which(toke
     with pytest.raises(naming.UnknownTokenError) as error:
         naming.parse(f"{BASE}.{token}.scale16")
     assert f": {message}" in str(error.value)
+
+
+def test_a_resnet_that_matches_two_options_equally_is_written_with_the_first_by_name():
+    run = naming.semantic(f"{BASE}.resnet101.scale16")
+    run["backbone"]["depth"] = 152  # as near resnet50 as resnet101
+    assert naming.compose_semantic(run) == f"{BASE}.resnet101.scale16.backbone-depth-152"
