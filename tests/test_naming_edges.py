@@ -217,3 +217,16 @@ def test_a_resnet_that_matches_two_options_equally_is_written_with_the_first_by_
     run = naming.semantic(f"{BASE}.resnet101.scale16")
     run["backbone"]["depth"] = 152  # as near resnet50 as resnet101
     assert naming.compose_semantic(run) == f"{BASE}.resnet101.scale16.backbone-depth-152"
+
+
+def test_a_multiscale_run_is_written_with_the_multiscale_token():
+    name = f"{BASE.replace('scratch', 'imagenet')}.resnet101.scale16.multiscale"
+    assert naming.canonical(name) == name
+    assert naming.compose_semantic(_run(**{"eval.scales": naming.semantic(name)["eval"]["scales"]})).endswith(
+        ".multiscale")
+
+
+def test_a_run_of_an_undeclared_family_is_refused_with_the_declarations_message():
+    with pytest.raises(naming.BadNameError) as error:
+        naming.compose_semantic(_run(**{"backbone.family": "foo"}))
+    assert str(error.value).startswith("backbone.family='foo' is not declared; known: densenet, resnet")
