@@ -2,7 +2,7 @@
 
     pip install mutmut==3.8.1
     scripts/mutation.sh [TARGET ...] [--max-children N] [--slow] [--fail-under PCT] [--resume]
-    scripts/mutation.sh --show MUTANT
+    scripts/mutation.sh --show MUTANT | [TARGET ...] --report
 
 A TARGET is a file of ``TARGETS`` (``data/check.py``), its short name (``check``) or ``all`` (the
 default). mutmut's shared settings are ``[tool.mutmut]`` in pyproject.toml; this script adds, per run,
