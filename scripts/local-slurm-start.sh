@@ -390,29 +390,24 @@ elif alive "$(pid_from "$N2/run/slurmd.pid" 2>/dev/null)" slurmd; then  # LOCAL_
   log "stopped slurmd $NODE2 (LOCAL_SLURM_NODES=1); scripts/local-slurm-stop.sh removes its network namespace"
 fi
 
-# ---------------------------------------------------------------- 6. wait for the node
-end=$(( $(date +%s) + TIMEOUT ))
-while :; do
-  st=$(sinfo -h -n "$NODE" -p "$PART" -o '%t' 2>/dev/null | head -1 || true)
-  case "$st" in
-    idle|mix|alloc) break ;;
-    drain*|drng*|down*|fail*) scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || true ;;
-  esac
-  [ "$(date +%s)" -lt "$end" ] || die "node $NODE not idle after ${TIMEOUT}s (state '$st'); see $LOG/"
-  sleep 0.2
-done
-log "cluster up: node $NODE is $st, partition $PART ($(sinfo -h -o '%c' -n "$NODE") CPUs)"
-if [ "$NODES" = 2 ]; then
-  end=$(( $(date +%s) + TIMEOUT ))
+# ---------------------------------------------------------------- 6. wait for the node(s)
+wait_idle() {  # NODE PARTITION LOGFILE: until the node is idle in the partition (a drained one is resumed)
+  local node=$1 part=$2 logfile=$3 st end=$(( $(date +%s) + TIMEOUT ))
   while :; do
-    st=$(sinfo -h -n "$NODE2" -p "$MULTI" -o '%t' 2>/dev/null | head -1 || true)
+    st=$(sinfo -h -n "$node" -p "$part" -o '%t' 2>/dev/null | head -1 || true)
     case "$st" in
       idle|mix|alloc) break ;;
-      drain*|drng*|down*|fail*) scontrol update nodename="$NODE2" state=resume >/dev/null 2>&1 || true ;;
+      drain*|drng*|down*|fail*) scontrol update nodename="$node" state=resume >/dev/null 2>&1 || true ;;
     esac
-    [ "$(date +%s)" -lt "$end" ] || die "node $NODE2 not idle after ${TIMEOUT}s (state '$st'); see $LOG/slurmd-$NODE2.log"
+    [ "$(date +%s)" -lt "$end" ] || die "node $node not idle after ${TIMEOUT}s (state '$st'); see $logfile"
     sleep 0.2
   done
+  echo "$st"
+}
+st=$(wait_idle "$NODE" "$PART" "$LOG/")
+log "cluster up: node $NODE is $st, partition $PART ($(sinfo -h -o '%c' -n "$NODE") CPUs)"
+if [ "$NODES" = 2 ]; then
+  st=$(wait_idle "$NODE2" "$MULTI" "$LOG/slurmd-$NODE2.log")
   log "second node up: $NODE2 is $st ($NET.2, network namespace $NS), partition $MULTI = $NODE,$NODE2"
 fi
 echo "$PART"
