@@ -189,13 +189,12 @@ def test_missing_master_address_is_a_clear_error(monkeypatch):
 def test_slurm_task_layout(monkeypatch):
     env = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "2", "SLURM_PROCID": "1",
            "SLURM_LOCALID": "1", "SLURM_JOB_NODELIST": "node7", "SLURM_NNODES": "1", "SLURM_NODEID": "0"}
+    # _slurm_layout sets MASTER_ADDR/PORT in os.environ: a copy, so they do not outlive the test (a sweep
+    # started later by this worker would hand them to its SLURM jobs through sbatch's exported environment)
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT")})
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("MASTER_ADDR", raising=False)
-    monkeypatch.delenv("MASTER_PORT", raising=False)
     assert _slurm_layout() == (1, 2, 1)
-    import os
-
     assert os.environ["MASTER_ADDR"] == "node7" and 20000 <= int(os.environ["MASTER_PORT"]) < 40000
 
 
